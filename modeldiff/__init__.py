@@ -1,0 +1,52 @@
+"""modeldiff: what a model is made of, and what changed between two models.
+
+>>> import modeldiff
+>>> g = modeldiff.walk("distilbert", task="sequence-classification")
+>>> g["dropout"].attributes["p"]
+0.2
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from modeldiff import errors
+from modeldiff.graph import Kind, ModelGraph, Node, Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Kind",
+    "ModelGraph",
+    "Node",
+    "Tensor",
+    "__version__",
+    "errors",
+    "walk",
+]
+
+# Names whose modules import torch or transformers load on first use (PEP 562), so that
+# `import modeldiff` (and the pytest plugin, and `modeldiff --help`) stay fast.
+# A module is never named like a function it exports (walker.py holds walk): once imported,
+# a submodule would shadow the package attribute of the same name.
+_LAZY = {
+    "walk": "modeldiff.walker",
+}
+
+if TYPE_CHECKING:
+    from modeldiff.walker import walk
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modeldiff' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

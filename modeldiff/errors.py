@@ -1,0 +1,175 @@
+"""Every error modeldiff raises on purpose.
+
+One root, :class:`ModelDiffError`, and specific children that are also the matching builtin
+(``TypeError``, ``ValueError``, ``OSError``), so ``except ValueError`` in user code still works.
+A message names the thing (file, argument, module path), what was expected, what was found,
+and the way out. Errors carry their data as attributes, not only as text.
+
+>>> from modeldiff.errors import ModelDiffError, UnknownModelTypeError
+>>> err = UnknownModelTypeError("distilbrt", suggestions=("distilbert",))
+>>> isinstance(err, (ModelDiffError, ValueError))
+True
+>>> print(err)
+unknown model_type 'distilbrt': did you mean 'distilbert'? (see transformers.CONFIG_MAPPING for the full list)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "AlignmentError",
+    "CheckpointError",
+    "ConfigError",
+    "GraphvizNotFoundError",
+    "HubUnavailableError",
+    "InputTypeError",
+    "ModelDiffError",
+    "NotMaterializedError",
+    "ReprParseError",
+    "RoundTripError",
+    "SchemaError",
+    "UnknownModelTypeError",
+    "UnsupportedTaskError",
+]
+
+
+class ModelDiffError(Exception):
+    """Base class of every error modeldiff raises on purpose."""
+
+
+class InputTypeError(ModelDiffError, TypeError):
+    """An argument is of a type modeldiff cannot read.
+
+    ``received`` is the type that was passed, ``argument`` the parameter's name.
+    """
+
+    def __init__(self, argument: str, received: object, expected: str) -> None:
+        self.argument = argument
+        self.received = type(received)
+        self.expected = expected
+        kind = type(received)
+        super().__init__(
+            f"{argument} must be {expected}; got {kind.__module__}.{kind.__qualname__}"
+        )
+
+
+class ConfigError(ModelDiffError, ValueError):
+    """A configuration (``config.json`` or a config object) is invalid."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+
+class UnknownModelTypeError(ConfigError):
+    """A ``model_type`` string that transformers does not know.
+
+    ``suggestions`` holds the closest known names.
+    """
+
+    def __init__(
+        self, model_type: str, *, suggestions: Sequence[str] = (), path: Path | str | None = None
+    ) -> None:
+        self.model_type = model_type
+        self.suggestions = tuple(suggestions)
+        hint = (
+            "did you mean " + " or ".join(repr(s) for s in self.suggestions) + "?"
+            if self.suggestions
+            else "no close match"
+        )
+        where = f" in {path}" if path is not None else ""
+        super().__init__(
+            f"unknown model_type {model_type!r}{where}: {hint} "
+            "(see transformers.CONFIG_MAPPING for the full list)",
+            path=path,
+        )
+
+
+class UnsupportedTaskError(ModelDiffError, ValueError):
+    """A ``task=`` that modeldiff does not map, or that this model type does not offer."""
+
+    def __init__(self, message: str, *, task: str, choices: Sequence[str] = ()) -> None:
+        self.task = task
+        self.choices = tuple(choices)
+        super().__init__(message)
+
+
+class CheckpointError(ModelDiffError, OSError):
+    """A checkpoint folder or file is missing, truncated or unreadable.
+
+    ``path`` names the offending file or folder.
+    """
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+    def __str__(self) -> str:  # OSError's own __str__ would prefix an errno
+        return str(self.args[0]) if self.args else ""
+
+
+class HubUnavailableError(CheckpointError):
+    """A hub id could not be resolved: no network, no local cache, or no such repository."""
+
+    def __init__(self, model_id: str, reason: str) -> None:
+        self.model_id = model_id
+        super().__init__(
+            f"could not load {model_id!r}: it is not a local folder nor a known model_type, "
+            f"and fetching it from the Hugging Face hub failed ({reason}). Pass a local "
+            "checkpoint folder, a config object or a model_type such as 'distilbert'; "
+            "hub ids need network access or a populated HF cache."
+        )
+
+
+class SchemaError(ModelDiffError, ValueError):
+    """Serialized modeldiff data (JSON) is malformed or of an unsupported schema version."""
+
+
+class AlignmentError(ModelDiffError, ValueError):
+    """A forced alignment prefix is not present; ``candidates`` lists the ones that are."""
+
+    def __init__(self, message: str, *, candidates: Sequence[str] = ()) -> None:
+        self.candidates = tuple(candidates)
+        super().__init__(message)
+
+
+class NotMaterializedError(ModelDiffError, ValueError):
+    """Weights were asked for, but the model lives on the meta device (no values exist)."""
+
+
+class GraphvizNotFoundError(ModelDiffError, RuntimeError):
+    """Graphviz's ``dot`` binary is needed (SVG, PNG, PDF output) but is not installed."""
+
+    def __init__(self, fmt: str) -> None:
+        self.format = fmt
+        super().__init__(
+            f"rendering {fmt} needs Graphviz's 'dot' program, which is not on PATH. "
+            "Install it (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
+            "conda: conda install graphviz), or ask for DOT source, which needs no binary."
+        )
+
+
+class ReprParseError(ModelDiffError, ValueError):
+    """Printed model text (``print(model)``) could not be parsed.
+
+    ``line`` and ``column`` are 1-based; ``excerpt`` is the text around the problem.
+    """
+
+    def __init__(self, message: str, *, line: int, column: int, excerpt: str) -> None:
+        self.line = line
+        self.column = column
+        self.excerpt = excerpt
+        super().__init__(f"{message} at line {line}, column {column}: {excerpt!r}")
+
+
+class RoundTripError(ModelDiffError, OSError):
+    """save_pretrained / from_pretrained could not be carried out (unwritable folder, full disk)."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

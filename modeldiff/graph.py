@@ -1,0 +1,579 @@
+"""The typed model graph: frozen values on a networkx.DiGraph, lossless JSON, a readable summary.
+
+This module never imports torch: graphs load from JSON and compare without it.
+
+>>> g = ModelGraph(nodes=(
+...     Node(path="", cls="Net", qualname="m.Net", kind=Kind.BLOCK,
+...          totals=Totals(params=6, trainable=6, buffers=0, bytes=24)),
+...     Node(path="fc", cls="Linear", qualname="torch.nn.modules.linear.Linear", kind=Kind.LINEAR,
+...          attrs=(("in_features", 2), ("out_features", 2), ("bias", True)),
+...          tensors=(Tensor(name="weight", shape=(2, 2), dtype="float32"),
+...                   Tensor(name="bias", shape=(2,), dtype="float32")),
+...          totals=Totals(params=6, trainable=6, buffers=0, bytes=24)),
+... ), contains=(("", "fc", "fc"),))
+>>> g["fc"].attributes["out_features"]
+2
+>>> ModelGraph.from_json(g.to_json()) == g
+True
+>>> sorted(g.nx.successors(""))
+['fc']
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Union
+
+import networkx as nx
+
+from modeldiff.errors import SchemaError
+
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:  # pragma: no cover - Python 3.10
+    from enum import Enum
+
+    class StrEnum(str, Enum):
+        def __str__(self) -> str:
+            return str(self.value)
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AttrValue",
+    "HFInfo",
+    "Kind",
+    "ModelGraph",
+    "Node",
+    "RepeatGroup",
+    "Tensor",
+    "Tie",
+    "Totals",
+]
+
+SCHEMA_VERSION = 1
+
+AttrValue = Union[int, float, bool, str, None, tuple["AttrValue", ...]]
+
+# Bytes per element, by the dtype names torch and safetensors use (torch's str(dtype) minus "torch.").
+DTYPE_BYTES: Mapping[str, float] = MappingProxyType(
+    {
+        "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2,
+        "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e4m3fnuz": 1, "float8_e5m2fnuz": 1,
+        "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "uint16": 2, "uint32": 4,
+        "uint64": 8, "bool": 1, "complex64": 8, "complex128": 16, "float4_e2m1fn_x2": 1,
+    }
+)
+
+
+class Kind(StrEnum):
+    """What a module is, in a small vocabulary shared by summaries, diffs and diagrams."""
+
+    MODEL = "model"  # a transformers PreTrainedModel
+    BLOCK = "block"  # a composite module with children (TransformerBlock, FFN ...)
+    CONTAINER = "container"  # ModuleList, ModuleDict, Sequential
+    LINEAR = "linear"
+    CONV = "conv"
+    EMBEDDING = "embedding"
+    NORM = "norm"
+    DROPOUT = "dropout"
+    ACTIVATION = "activation"
+    ATTENTION = "attention"
+    POOLING = "pooling"
+    RECURRENT = "recurrent"
+    LOSS = "loss"
+    IDENTITY = "identity"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tensor:
+    """A parameter or buffer owned directly by a module.
+
+    ``tied_to`` is the full dotted name of the first place the same tensor object appears
+    (in ``named_parameters()`` order) when this one is an alias of it; its size is then
+    counted there only. ``derived`` marks shapes inferred from attributes (printed models).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    device: str = "cpu"
+    requires_grad: bool = True
+    buffer: bool = False
+    persistent: bool = True
+    tied_to: str | None = None
+    derived: bool = False
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.numel * DTYPE_BYTES.get(self.dtype, 4))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                             "device": self.device, "requires_grad": self.requires_grad}
+        if self.buffer:
+            d["buffer"] = True
+            d["persistent"] = self.persistent
+        if self.tied_to is not None:
+            d["tied_to"] = self.tied_to
+        if self.derived:
+            d["derived"] = True
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Tensor:
+        return cls(name=d["name"], shape=tuple(d["shape"]), dtype=d["dtype"],
+                   device=d.get("device", "cpu"), requires_grad=d.get("requires_grad", True),
+                   buffer=d.get("buffer", False), persistent=d.get("persistent", True),
+                   tied_to=d.get("tied_to"), derived=d.get("derived", False))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Totals:
+    """Subtree totals. Tied tensors count once, where they first appear."""
+
+    params: int = 0
+    trainable: int = 0
+    buffers: int = 0  # elements in buffers
+    bytes: int = 0  # parameters and buffers
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(params=self.params + other.params, trainable=self.trainable + other.trainable,
+                      buffers=self.buffers + other.buffers, bytes=self.bytes + other.bytes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    """One module, keyed by its dotted path (the root is ``""``)."""
+
+    path: str
+    cls: str
+    qualname: str
+    kind: Kind
+    attrs: tuple[tuple[str, AttrValue], ...] = ()
+    tensors: tuple[Tensor, ...] = ()
+    aliases: tuple[str, ...] = ()
+    totals: Totals = field(default_factory=Totals)
+
+    @property
+    def name(self) -> str:
+        """The last component of the path (``""`` for the root)."""
+        return self.path.rpartition(".")[2]
+
+    @property
+    def depth(self) -> int:
+        return 0 if not self.path else self.path.count(".") + 1
+
+    @property
+    def attributes(self) -> Mapping[str, AttrValue]:
+        return MappingProxyType(dict(self.attrs))
+
+    @property
+    def params(self) -> tuple[Tensor, ...]:
+        return tuple(t for t in self.tensors if not t.buffer)
+
+    @property
+    def buffers(self) -> tuple[Tensor, ...]:
+        return tuple(t for t in self.tensors if t.buffer)
+
+    def signature(self) -> str:
+        """``Linear(in_features=768, out_features=2, bias=True)``: class and attributes."""
+        return f"{self.cls}({format_attrs(self.attrs)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "cls": self.cls, "qualname": self.qualname,
+                             "kind": str(self.kind)}
+        if self.attrs:
+            d["attrs"] = [[k, _attr_to_json(v)] for k, v in self.attrs]
+        if self.tensors:
+            d["tensors"] = [t.to_dict() for t in self.tensors]
+        if self.aliases:
+            d["aliases"] = list(self.aliases)
+        t = self.totals
+        d["totals"] = [t.params, t.trainable, t.buffers, t.bytes]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Node:
+        p, tr, b, by = d.get("totals", (0, 0, 0, 0))
+        return cls(path=d["path"], cls=d["cls"], qualname=d.get("qualname", d["cls"]),
+                   kind=Kind(d["kind"]),
+                   attrs=tuple((k, _attr_from_json(v)) for k, v in d.get("attrs", ())),
+                   tensors=tuple(Tensor.from_dict(t) for t in d.get("tensors", ())),
+                   aliases=tuple(d.get("aliases", ())),
+                   totals=Totals(params=p, trainable=tr, buffers=b, bytes=by))
+
+
+_NODE_SETTERS = tuple(Node.__dict__[f].__set__ for f in (
+    "path", "cls", "qualname", "kind", "attrs", "tensors", "aliases", "totals"))
+
+
+def _make_node(path: str, cls: str, qualname: str, kind: Kind,
+               attrs: tuple[tuple[str, AttrValue], ...], tensors: tuple[Tensor, ...],
+               aliases: tuple[str, ...], totals: Totals) -> Node:
+    """Node(...) without the frozen-dataclass __init__ (half the cost); walk builds
+    thousands. The values are exactly those the public constructor would store."""
+    n = object.__new__(Node)
+    s0, s1, s2, s3, s4, s5, s6, s7 = _NODE_SETTERS
+    s0(n, path)
+    s1(n, cls)
+    s2(n, qualname)
+    s3(n, kind)
+    s4(n, attrs)
+    s5(n, tensors)
+    s6(n, aliases)
+    s7(n, totals)
+    return n
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tie:
+    """Two names of one tensor object: ``target`` is an alias of ``source`` (full names)."""
+
+    source: str
+    target: str
+
+    @property
+    def source_module(self) -> str:
+        return self.source.rpartition(".")[0]
+
+    @property
+    def target_module(self) -> str:
+        return self.target.rpartition(".")[0]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RepeatGroup:
+    """Consecutive numbered siblings with identical subtrees (``transformer.layer.0-5``)."""
+
+    parent: str
+    paths: tuple[str, ...]
+    cls: str
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)
+
+    @property
+    def label(self) -> str:
+        """``transformer.layer.0-5``."""
+        first = self.paths[0].rpartition(".")[2]
+        last = self.paths[-1].rpartition(".")[2]
+        prefix = f"{self.parent}." if self.parent else ""
+        return f"{prefix}{first}-{last}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HFInfo:
+    """What a transformers ``PreTrainedModel`` says about itself."""
+
+    model_type: str
+    architecture: str
+    base_model_prefix: str
+    tied_weights: tuple[tuple[str, str], ...] = ()  # declared (target, source) pairs
+    ignore_missing: tuple[str, ...] = ()  # _keys_to_ignore_on_load_missing patterns
+    ignore_unexpected: tuple[str, ...] = ()  # _keys_to_ignore_on_load_unexpected patterns
+    config_json: str = "{}"  # canonical JSON (sorted keys) of config.to_dict()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(json.loads(self.config_json))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_type": self.model_type, "architecture": self.architecture,
+                "base_model_prefix": self.base_model_prefix,
+                "tied_weights": [list(p) for p in self.tied_weights],
+                "ignore_missing": list(self.ignore_missing),
+                "ignore_unexpected": list(self.ignore_unexpected),
+                "config": json.loads(self.config_json)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HFInfo:
+        return cls(model_type=d["model_type"], architecture=d["architecture"],
+                   base_model_prefix=d["base_model_prefix"],
+                   tied_weights=tuple((a, b) for a, b in d.get("tied_weights", ())),
+                   ignore_missing=tuple(d.get("ignore_missing", ())),
+                   ignore_unexpected=tuple(d.get("ignore_unexpected", ())),
+                   config_json=canonical_json(d.get("config", {})))
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True, eq=True, kw_only=True)
+class ModelGraph:
+    """A model as a typed graph.
+
+    ``nodes`` are in definition order (``named_modules()`` order); ``contains`` holds
+    ``(parent_path, child_name, child_path)`` edges in definition order, including the extra
+    edge of a module reachable at two paths; ``ties`` lists tensors shared between modules;
+    ``repeats`` lists identical numbered siblings. ``nx`` is a frozen ``networkx.DiGraph``
+    with a node per module (data: ``node`` -> :class:`Node`, ``kind``) and edges whose
+    ``kind`` is ``"contains"`` (with ``name`` and ``order``) or ``"tied"`` (with ``tensors``).
+
+    Two graphs are equal when every node, edge, tie, repeat group and HF fact is equal;
+    ``source`` (where the graph came from) does not take part.
+    """
+
+    nodes: tuple[Node, ...]
+    contains: tuple[tuple[str, str, str], ...] = ()
+    ties: tuple[Tie, ...] = ()
+    repeats: tuple[RepeatGroup, ...] = ()
+    hf: HFInfo | None = None
+    source: str = field(default="", compare=False)
+    _index: dict[str, Node] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _nx: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = self._index
+        for n in self.nodes:
+            index[n.path] = n
+        for n in self.nodes:
+            for a in n.aliases:
+                index.setdefault(a, n)
+        if self.nodes and self.nodes[0].path != "":
+            raise SchemaError(f"the first node must be the root (path ''), got {self.nodes[0].path!r}")
+
+    # -- lookups -------------------------------------------------------------------------
+    def __getitem__(self, path: str) -> Node:
+        try:
+            return self._index[path]
+        except KeyError:
+            raise KeyError(f"no module at path {path!r}") from None
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._index
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __hash__(self) -> int:
+        return hash((self.nodes, self.contains, self.ties, self.repeats, self.hf))
+
+    def __repr__(self) -> str:
+        return (f"<ModelGraph {self.root.cls}: {len(self.nodes)} modules, "
+                f"{self.totals.params:,} params>")
+
+    @property
+    def root(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def totals(self) -> Totals:
+        return self.root.totals
+
+    def children(self, path: str) -> tuple[tuple[str, Node], ...]:
+        """``(name, node)`` of the direct children of ``path``, in definition order."""
+        owner = self[path].path
+        return tuple((name, self._index[child]) for parent, name, child in self.contains
+                     if parent == owner)
+
+    def tensors(self) -> Iterator[tuple[str, Node, Tensor]]:
+        """``(full_name, node, tensor)`` for every tensor at its primary path."""
+        for n in self.nodes:
+            for t in n.tensors:
+                yield (f"{n.path}.{t.name}" if n.path else t.name), n, t
+
+    def state_dict_keys(self) -> tuple[str, ...]:
+        """The keys ``model.state_dict()`` would have: parameters and persistent buffers at
+        every path a module is reachable at (tied and shared ones under each name)."""
+        keys: list[str] = []
+        for n in self.nodes:
+            for p in (n.path, *n.aliases):
+                pre = f"{p}." if p else ""
+                keys.extend(pre + t.name for t in n.tensors if not t.buffer or t.persistent)
+        return tuple(keys)
+
+    def repeat_of(self, path: str) -> RepeatGroup | None:
+        """The repeat group ``path`` is a member of, if any."""
+        for g in self.repeats:
+            if path in g.paths:
+                return g
+        return None
+
+    # -- networkx ------------------------------------------------------------------------
+    @property
+    def nx(self) -> nx.DiGraph:
+        """The graph as a frozen ``networkx.DiGraph`` (built on first use, then cached)."""
+        if self._nx is None:
+            g = nx.DiGraph(root="", hf=self.hf)
+            g.add_nodes_from((n.path, {"node": n, "kind": str(n.kind)}) for n in self.nodes)
+            order: dict[str, int] = {}
+            for parent, name, child in self.contains:
+                i = order.get(parent, 0)
+                order[parent] = i + 1
+                g.add_edge(parent, child, kind="contains", name=name, order=i)
+            for tie in self.ties:
+                u, v = tie.target_module, tie.source_module
+                if u in self._index and v in self._index:
+                    u, v = self._index[u].path, self._index[v].path
+                    if g.has_edge(u, v):
+                        data = g.edges[u, v]
+                        data["tensors"] = (*data.get("tensors", ()), (tie.target, tie.source))
+                    else:
+                        g.add_edge(u, v, kind="tied", tensors=((tie.target, tie.source),))
+            object.__setattr__(self, "_nx", nx.freeze(g))
+        return self._nx
+
+    # -- JSON ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "modeldiff.graph",
+            "version": SCHEMA_VERSION,
+            "source": self.source,
+            "hf": self.hf.to_dict() if self.hf else None,
+            "nodes": [n.to_dict() for n in self.nodes],
+            "contains": [list(e) for e in self.contains],
+            "ties": [[t.source, t.target] for t in self.ties],
+            "repeats": [{"parent": r.parent, "paths": list(r.paths), "cls": r.cls}
+                        for r in self.repeats],
+        }
+
+    def to_json(self, *, indent: int | None = 1) -> str:
+        """Lossless, deterministic JSON (``ModelGraph.from_json`` reads it back)."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelGraph:
+        if not isinstance(d, Mapping) or d.get("schema") != "modeldiff.graph":
+            raise SchemaError("not a modeldiff graph: expected an object with "
+                              "\"schema\": \"modeldiff.graph\" (written by ModelGraph.to_json)")
+        version = d.get("version")
+        if version != SCHEMA_VERSION:
+            raise SchemaError(f"modeldiff graph schema version {version!r} is not supported "
+                              f"(this modeldiff reads version {SCHEMA_VERSION}); re-create the "
+                              "JSON with this modeldiff's walk(...).to_json()")
+        try:
+            return cls(
+                nodes=tuple(Node.from_dict(n) for n in d["nodes"]),
+                contains=tuple((p, n, c) for p, n, c in d.get("contains", ())),
+                ties=tuple(Tie(source=s, target=t) for s, t in d.get("ties", ())),
+                repeats=tuple(RepeatGroup(parent=r["parent"], paths=tuple(r["paths"]),
+                                          cls=r["cls"]) for r in d.get("repeats", ())),
+                hf=HFInfo.from_dict(d["hf"]) if d.get("hf") else None,
+                source=d.get("source", ""),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise SchemaError(f"malformed modeldiff graph JSON: {type(e).__name__}: {e}") from e
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelGraph:
+        """Read what :meth:`to_json` wrote."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SchemaError(f"modeldiff graph JSON is not valid JSON: {e}") from e
+        return cls.from_dict(data)
+
+    # -- text ----------------------------------------------------------------------------
+    def summary(self, depth: int | None = None, *, fold: bool = True) -> str:
+        """A readable table: module path, class, attributes, parameters.
+
+        ``depth`` cuts the tree (parameter counts are subtree totals); ``fold`` shows a repeat
+        group once, as ``layer.0-5 (x6)``. The last line gives the totals; with tied weights
+        counted once its parameter count equals transformers' ``model.num_parameters()``.
+        """
+        return _summary(self, depth=depth, fold=fold)
+
+    def __str__(self) -> str:
+        return self.summary(depth=3)
+
+
+def format_attrs(attrs: tuple[tuple[str, AttrValue], ...], *, limit: int | None = None) -> str:
+    parts = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in attrs]
+    if limit is not None and len(parts) > limit:
+        parts = [*parts[:limit], "..."]
+    return ", ".join(parts)
+
+
+def _attr_to_json(v: AttrValue) -> Any:
+    if isinstance(v, tuple):
+        return {"tuple": [_attr_to_json(x) for x in v]}
+    return v
+
+
+def _attr_from_json(v: Any) -> AttrValue:
+    if isinstance(v, dict) and "tuple" in v:
+        return tuple(_attr_from_json(x) for x in v["tuple"])
+    if isinstance(v, list):  # tolerate hand-written JSON
+        return tuple(_attr_from_json(x) for x in v)
+    return v  # type: ignore[no-any-return]
+
+
+def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:
+    folded: dict[str, RepeatGroup] = {}
+    if fold:
+        for r in g.repeats:
+            folded.setdefault(r.paths[0], r)
+    hidden: set[str] = set()
+    rows: list[tuple[str, str, str, str]] = []
+
+    def visit(path: str, indent: int) -> None:
+        node = g[path]
+        group = folded.get(path)
+        if group is not None:
+            hidden.update(group.paths[1:])
+            label = f"{group.label.rpartition('.')[2]} (x{group.count})"
+            count = f"{node.totals.params * group.count:,}"
+        else:
+            label = node.name if path else "(root)"
+            count = f"{node.totals.params:,}"
+        rows.append(("  " * indent + label, node.cls, format_attrs(node.attrs, limit=4), count))
+        if depth is not None and indent >= depth:
+            return
+        for name, child in g.children(path):
+            if child.path in hidden or child.path != _join(path, name):
+                continue  # folded into a group, or an alias shown at its first path
+            visit(child.path, indent + 1)
+
+    visit("", 0)
+    t = g.totals
+    header = ("module", "class", "attributes", "params")
+    widths = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
+    widths[2] = min(widths[2], 56)
+    lines = [
+        f"{header[0]:<{widths[0]}}  {header[1]:<{widths[1]}}  {header[2]:<{widths[2]}}  "
+        f"{header[3]:>{widths[3]}}",
+        "  ".join("-" * w for w in widths),
+    ]
+    for name, cls, attrs, count in rows:
+        if len(attrs) > widths[2]:
+            attrs = attrs[: widths[2] - 3] + "..."
+        lines.append(f"{name:<{widths[0]}}  {cls:<{widths[1]}}  {attrs:<{widths[2]}}  "
+                     f"{count:>{widths[3]}}")
+    lines.append("  ".join("-" * w for w in widths))
+    lines.append(f"Total params: {t.params:,}   Trainable: {t.trainable:,}   "
+                 f"Buffers: {t.buffers:,} elements   Size: {_human_bytes(t.bytes)}")
+    if g.ties:
+        lines.append("Tied: " + ", ".join(f"{x.target} -> {x.source}" for x in g.ties[:4])
+                     + (f" (+{len(g.ties) - 4} more)" if len(g.ties) > 4 else ""))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}.{name}" if parent else name
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:,.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1000
+    return f"{size:.1f} TB"  # pragma: no cover
