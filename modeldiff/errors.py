@@ -25,6 +25,7 @@ __all__ = [
     "GraphvizNotFoundError",
     "HubUnavailableError",
     "InputTypeError",
+    "InvalidArgumentError",
     "ModelDiffError",
     "NotMaterializedError",
     "ReprParseError",
@@ -173,3 +174,17 @@ class RoundTripError(ModelDiffError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+# -- pipeline --------------------------------------------------------------------------------
+class InvalidArgumentError(ModelDiffError, ValueError):
+    """An argument has the right type but a value modeldiff cannot use (``top_k=0``).
+
+    ``argument`` is the parameter's name, ``value`` what was passed.
+    """
+
+    def __init__(self, argument: str, value: object, expected: str) -> None:
+        self.argument = argument
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{argument} must be {expected}; got {value!r}")
