@@ -16,12 +16,21 @@ from modeldiff.graph import Kind, ModelGraph, Node, Tensor
 __version__ = "0.1.0"
 
 __all__ = [
+    "Prediction",
+    "classify",
+    "pipeline_steps",
+    "GraphDiff",
+    "HeadDelta",
+    "diff",
+    "head_delta",
+    "weight_diff",
     "Kind",
     "ModelGraph",
     "Node",
     "Tensor",
     "__version__",
     "errors",
+    "tiny_config",
     "walk",
 ]
 
@@ -30,10 +39,22 @@ __all__ = [
 # A module is never named like a function it exports (walker.py holds walk): once imported,
 # a submodule would shadow the package attribute of the same name.
 _LAZY = {
+    "classify": "modeldiff.pipeline",
+    "pipeline_steps": "modeldiff.pipeline",
+    "Prediction": "modeldiff.pipeline",
     "walk": "modeldiff.walker",
+    "diff": "modeldiff.differ",
+    "head_delta": "modeldiff.differ",
+    "weight_diff": "modeldiff.differ",
+    "GraphDiff": "modeldiff.differ",
+    "HeadDelta": "modeldiff.differ",
+    "tiny_config": "modeldiff.tiny",
 }
 
 if TYPE_CHECKING:
+    from modeldiff.differ import GraphDiff, HeadDelta, diff, head_delta, weight_diff
+    from modeldiff.pipeline import Prediction, classify, pipeline_steps
+    from modeldiff.tiny import tiny_config
     from modeldiff.walker import walk
 
 
