@@ -27,9 +27,12 @@ __all__ = [
     "Kind",
     "ModelGraph",
     "Node",
+    "Prediction",
     "Tensor",
     "__version__",
+    "classify",
     "errors",
+    "pipeline_steps",
     "tiny_config",
     "walk",
 ]
@@ -39,6 +42,9 @@ __all__ = [
 # A module is never named like a function it exports (walker.py holds walk): once imported,
 # a submodule would shadow the package attribute of the same name.
 _LAZY = {
+    "classify": "modeldiff.pipeline",
+    "pipeline_steps": "modeldiff.pipeline",
+    "Prediction": "modeldiff.pipeline",
     "classify": "modeldiff.pipeline",
     "pipeline_steps": "modeldiff.pipeline",
     "Prediction": "modeldiff.pipeline",
@@ -52,6 +58,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from modeldiff.pipeline import Prediction, classify, pipeline_steps
     from modeldiff.differ import GraphDiff, HeadDelta, diff, head_delta, weight_diff
     from modeldiff.pipeline import Prediction, classify, pipeline_steps
     from modeldiff.tiny import tiny_config
