@@ -16,14 +16,8 @@ from modeldiff.graph import Kind, ModelGraph, Node, Tensor
 __version__ = "0.1.0"
 
 __all__ = [
-    "Prediction",
-    "classify",
-    "pipeline_steps",
     "GraphDiff",
     "HeadDelta",
-    "diff",
-    "head_delta",
-    "weight_diff",
     "Kind",
     "ModelGraph",
     "Node",
@@ -31,10 +25,13 @@ __all__ = [
     "Tensor",
     "__version__",
     "classify",
+    "diff",
     "errors",
+    "head_delta",
     "pipeline_steps",
     "tiny_config",
     "walk",
+    "weight_diff",
 ]
 
 # Names whose modules import torch or transformers load on first use (PEP 562), so that
@@ -42,9 +39,6 @@ __all__ = [
 # A module is never named like a function it exports (walker.py holds walk): once imported,
 # a submodule would shadow the package attribute of the same name.
 _LAZY = {
-    "classify": "modeldiff.pipeline",
-    "pipeline_steps": "modeldiff.pipeline",
-    "Prediction": "modeldiff.pipeline",
     "classify": "modeldiff.pipeline",
     "pipeline_steps": "modeldiff.pipeline",
     "Prediction": "modeldiff.pipeline",
@@ -58,7 +52,6 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from modeldiff.pipeline import Prediction, classify, pipeline_steps
     from modeldiff.differ import GraphDiff, HeadDelta, diff, head_delta, weight_diff
     from modeldiff.pipeline import Prediction, classify, pipeline_steps
     from modeldiff.tiny import tiny_config
