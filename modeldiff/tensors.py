@@ -1,0 +1,814 @@
+"""Tensor-level comparison: two tensors, two state dicts, two checkpoints.
+
+Everything here starts with the cheapest question, "are the bytes identical?", and computes
+statistics only for the tensors whose bytes differ. Checkpoints are streamed: both sides are
+memory-mapped and compared a few MB at a time, so comparing two 10 GB checkpoints needs a few
+MB of memory, not 20 GB.
+
+>>> import torch
+>>> a = torch.tensor([1.0, 2.0, 3.0])
+>>> s = tensor_stats("w", a, a.clone())
+>>> s.equal, s.rel_change, s.cosine
+(True, 0.0, 1.0)
+>>> s = tensor_stats("w", a, torch.tensor([1.0, 2.0, 3.5]))
+>>> s.equal, s.n_changed, s.max_abs
+(False, 1, 0.5)
+>>> print(s)
+w: 1 of 3 values changed, max |b-a| 0.5, rel change 0.134, cosine 0.997409
+
+``.bin`` (pickle) checkpoints are read only through
+:func:`modeldiff.checkpoint.load_bin`, which uses ``torch.load(weights_only=True)``: no code in
+the file ever runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import mmap
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from modeldiff.checkpoint import checkpoint_files, load_bin, read_header
+from modeldiff.errors import CheckpointError, InputTypeError, NotMaterializedError
+from modeldiff.graph import StrEnum
+
+__all__ = [
+    "CheckpointDiff",
+    "ConfigChange",
+    "Difference",
+    "ModuleSummary",
+    "TensorChange",
+    "TensorStats",
+    "WeightDiff",
+    "compare_checkpoints",
+    "compare_weights",
+    "tensor_stats",
+]
+
+# Bytes compared (and, for differing tensors, values converted to float64) per step. A few MB
+# keeps peak memory flat whatever the checkpoint size while staying large enough that the
+# per-step Python overhead is negligible next to the memory bandwidth.
+CHUNK_BYTES = 4 * 2**20
+# Statistics are computed in float64: this many elements per step is CHUNK_BYTES of float64.
+_CHUNK_ELEMS = CHUNK_BYTES // 8
+# A progress bar appears only for comparisons at least this large (and only on a terminal).
+_PROGRESS_MIN_BYTES = 512 * 2**20
+# config.json keys that say which library version wrote the file, not what the model is.
+IGNORED_CONFIG_KEYS = ("transformers_version",)
+
+
+# -- one pair of tensors ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorStats:
+    """How tensor ``b`` differs from tensor ``a``.
+
+    ``equal`` means bit-identical bytes, dtype and shape: NaN equals NaN with the same bits,
+    and ``-0.0`` differs from ``0.0``. The statistics are computed in float64 over the values
+    (in the wider dtype when dtypes differ; ``note`` then says so):
+
+    - ``n_changed``: elements whose value differs (NaN vs NaN counts as unchanged);
+    - ``max_abs``: the largest ``|b - a|``;
+    - ``rel_change``: ``||b - a|| / ||a||`` (Frobenius norms); ``0.0`` when no value changed,
+      ``inf`` when ``a`` is all zeros and ``b`` is not;
+    - ``cosine``: cosine similarity of ``a`` and ``b`` flattened; ``1.0`` when both are all
+      zeros (they point the same way, nowhere), ``0.0`` when exactly one of them is.
+
+    A shape mismatch leaves the three statistics ``None`` (nothing to compare element-wise).
+
+    >>> import torch
+    >>> s = tensor_stats("w", torch.zeros(2, 3), torch.zeros(3, 2))
+    >>> s.equal, s.max_abs, s.note
+    (False, None, 'shape (2, 3) -> (3, 2)')
+    """
+
+    name: str
+    shape_a: tuple[int, ...]
+    shape_b: tuple[int, ...]
+    dtype_a: str
+    dtype_b: str
+    numel: int
+    equal: bool
+    n_changed: int | None = None
+    max_abs: float | None = None
+    rel_change: float | None = None
+    cosine: float | None = None
+    note: str = ""
+
+    @property
+    def comparable(self) -> bool:
+        """True when the shapes match, so values were compared element by element."""
+        return self.shape_a == self.shape_b
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape_a": list(self.shape_a), "shape_b": list(self.shape_b),
+                "dtype_a": self.dtype_a, "dtype_b": self.dtype_b, "numel": self.numel,
+                "equal": self.equal, "n_changed": self.n_changed,
+                "max_abs": _json_float(self.max_abs), "rel_change": _json_float(self.rel_change),
+                "cosine": _json_float(self.cosine), "note": self.note}
+
+    def __str__(self) -> str:
+        if self.equal:
+            return f"{self.name}: identical"
+        if not self.comparable:
+            return f"{self.name}: {self.note}"
+        note = f" ({self.note})" if self.note else ""
+        if self.n_changed is None:
+            return f"{self.name}: bytes differ{note}"
+        if self.n_changed == 0:
+            return f"{self.name}: same values, different bytes{note}"
+        return (f"{self.name}: {self.n_changed:,} of {self.numel:,} values changed, "
+                f"max |b-a| {_fmt(self.max_abs)}, rel change {_fmt(self.rel_change)}, "
+                f"cosine {_fmt(self.cosine, cos=True)}{note}")
+
+
+def tensor_stats(name: str, a: torch.Tensor, b: torch.Tensor) -> TensorStats:
+    """Compare two tensors: bit-identity first, statistics only where the bytes differ.
+
+    Works in chunks of a few MB, so two huge tensors need little extra memory. A dtype
+    difference is stated in ``note`` and the values are compared in the wider dtype; a shape
+    difference is reported, never raised.
+
+    >>> import torch
+    >>> s = tensor_stats("w", torch.tensor([0.0, 1.0]), torch.tensor([-0.0, 1.0]))
+    >>> s.equal, s.n_changed, s.max_abs   # -0.0 has other bits than 0.0, but the same value
+    (False, 0, 0.0)
+    >>> s = tensor_stats("w", torch.ones(4), torch.ones(4, dtype=torch.float16))
+    >>> s.equal, s.max_abs, s.note
+    (False, 0.0, 'dtype float32 -> float16')
+    """
+    for arg, t in (("a", a), ("b", b)):
+        if not isinstance(t, torch.Tensor):
+            raise InputTypeError(f"tensor_stats({arg})", t, "a torch.Tensor")
+        if t.is_meta:
+            raise NotMaterializedError(
+                f"tensor {name!r} ({arg}) is on the meta device: it has a shape but no values. "
+                "Load real weights (from_pretrained, or load_state_dict) before comparing them.")
+    return _stats(name, _TensorRef(a), _TensorRef(b))[0]
+
+
+# -- tensor references: bytes and values of one tensor, wherever it lives ---------------------
+class _Ref:
+    """One tensor, readable as raw bytes (a uint8 array) and as values, a range at a time."""
+
+    __slots__ = ("dtype", "itemsize", "nbytes", "numel", "shape")
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    numel: int
+    itemsize: int
+    nbytes: int
+
+    def raw(self, start: int, stop: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def values(self, start: int, stop: int) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def done(self, start: int, stop: int) -> None:
+        """Bytes ``[start, stop)`` will not be read again (lets a mapping drop its pages)."""
+
+
+class _TensorRef(_Ref):
+    __slots__ = ("_bytes", "_flat")
+
+    def __init__(self, t: torch.Tensor) -> None:
+        t = t.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.resolve_conj().resolve_neg().contiguous()
+        self.dtype, self.shape, self.numel = t.dtype, tuple(t.shape), t.numel()
+        self.itemsize = t.element_size()
+        self.nbytes = self.numel * self.itemsize
+        self._flat = t.reshape(-1)
+        self._bytes = self._flat.view(torch.uint8).numpy() if self.numel else np.empty(0, np.uint8)
+
+    def raw(self, start: int, stop: int) -> np.ndarray:
+        return self._bytes[start:stop]
+
+    def values(self, start: int, stop: int) -> torch.Tensor:
+        return self._flat[start:stop]
+
+
+class _MappedRef(_Ref):
+    """A tensor inside a memory-mapped safetensors file: nothing is read until asked."""
+
+    __slots__ = ("_map", "_start")
+
+    def __init__(self, mm: mmap.mmap, dtype: str, shape: tuple[int, ...], start: int,
+                 stop: int) -> None:
+        self._map, self._start = mm, start
+        self.dtype = _torch_dtype(dtype)
+        self.shape = shape
+        self.nbytes = stop - start
+        self.itemsize = _itemsize(self.dtype)
+        self.numel = math.prod(shape)
+
+    def raw(self, start: int, stop: int) -> np.ndarray:
+        return np.frombuffer(self._map, np.uint8, stop - start, self._start + start)
+
+    def values(self, start: int, stop: int) -> torch.Tensor:
+        # A copy: the mapping is read-only, and torch wants writable memory.
+        raw = self.raw(start * self.itemsize, stop * self.itemsize).copy()
+        return torch.from_numpy(raw).view(self.dtype)
+
+    def done(self, start: int, stop: int) -> None:
+        # Pages of a read-only file mapping count in this process's RSS once touched, although
+        # the kernel can drop them at any time. Dropping them as we go keeps RSS flat.
+        page = mmap.PAGESIZE
+        lo = (self._start + start) // page * page
+        hi = (self._start + stop) // page * page
+        if hi > lo and hasattr(self._map, "madvise"):
+            self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    dt = getattr(torch, name, None)
+    if not isinstance(dt, torch.dtype):
+        raise CheckpointError(f"dtype {name!r} is not supported by this torch version")
+    return dt
+
+
+def _itemsize(dt: torch.dtype) -> int:
+    return torch.empty(0, dtype=dt).element_size()
+
+
+def _dtype_name(dt: torch.dtype) -> str:
+    return str(dt).removeprefix("torch.")
+
+
+def _bytes_equal(a: _Ref, b: _Ref, progress: Any = None) -> bool:
+    """Byte-identity, CHUNK_BYTES at a time. uint64 views let numpy compare 8 bytes per step."""
+    n = a.nbytes
+    if n != b.nbytes:
+        return False
+    for lo in range(0, n, CHUNK_BYTES):
+        hi = min(lo + CHUNK_BYTES, n)
+        x, y = a.raw(lo, hi), b.raw(lo, hi)
+        k = (hi - lo) // 8 * 8
+        same = np.array_equal(x[:k].view(np.uint64), y[:k].view(np.uint64)) and \
+            np.array_equal(x[k:], y[k:])
+        del x, y
+        a.done(lo, hi)
+        b.done(lo, hi)
+        if progress is not None:
+            progress.update(2 * (hi - lo))
+        if not same:
+            if progress is not None:
+                progress.update(2 * (n - hi))
+            return False
+    return True
+
+
+def _stats(name: str, a: _Ref, b: _Ref, *, rtol: float = 0.0, atol: float = 0.0,
+           progress: Any = None) -> tuple[TensorStats, bool]:
+    """(stats, close): ``close`` is True when every value is within ``atol + rtol * |b|``."""
+    da, db = _dtype_name(a.dtype), _dtype_name(b.dtype)
+    base = {"name": name, "shape_a": a.shape, "shape_b": b.shape, "dtype_a": da, "dtype_b": db,
+            "numel": a.numel}
+    notes = [f"dtype {da} -> {db}"] if da != db else []
+    if a.shape != b.shape:
+        if progress is not None:
+            progress.update(a.nbytes + b.nbytes)
+        notes.insert(0, f"shape {a.shape} -> {b.shape}")
+        return TensorStats(**base, equal=False, note="; ".join(notes)), False
+    if da == db and _bytes_equal(a, b, progress):
+        return TensorStats(**base, equal=True, n_changed=0, max_abs=0.0, rel_change=0.0,
+                           cosine=1.0), True
+    if da != db and progress is not None:
+        progress.update(a.nbytes + b.nbytes)
+    try:
+        acc = _accumulate(a, b, rtol=rtol, atol=atol)
+    except (RuntimeError, TypeError) as e:  # e.g. packed float4, which has no float64 view
+        notes.append(f"values of {da} cannot be compared numerically ({e})")
+        return TensorStats(**base, equal=False, note="; ".join(notes)), False
+    n_changed, max_abs, sa2, sb2, sd2, dot, n_far = acc
+    na, nb, nd = math.sqrt(sa2), math.sqrt(sb2), math.sqrt(sd2)
+    if nd == 0.0 and n_changed == 0:
+        rel = 0.0
+    elif na == 0.0:
+        rel = math.inf
+    else:
+        rel = nd / na
+    if na == 0.0 and nb == 0.0:
+        cos = 1.0
+    elif na == 0.0 or nb == 0.0:
+        cos = 0.0
+    elif math.isfinite(dot) and math.isfinite(na * nb):
+        cos = max(-1.0, min(1.0, dot / (na * nb)))
+    else:
+        cos = math.nan
+    stats = TensorStats(**base, equal=False, n_changed=n_changed, max_abs=max_abs,
+                        rel_change=rel, cosine=cos, note="; ".join(notes))
+    return stats, n_far == 0
+
+
+def _as_f64(t: torch.Tensor) -> torch.Tensor:
+    if t.is_complex():
+        return torch.view_as_real(t.to(torch.complex128)).reshape(-1)
+    return t.to(torch.float64)
+
+
+def _accumulate(a: _Ref, b: _Ref, *, rtol: float, atol: float
+                ) -> tuple[int, float, float, float, float, float, int]:
+    n_changed = n_far = 0
+    max_abs = sa2 = sb2 = sd2 = dot = 0.0
+    for lo in range(0, a.numel, _CHUNK_ELEMS):
+        hi = min(lo + _CHUNK_ELEMS, a.numel)
+        x, y = _as_f64(a.values(lo, hi)), _as_f64(b.values(lo, hi))
+        both_nan = x.isnan() & y.isnan()
+        same = (x == y) | both_nan  # inf == inf counts as unchanged, as does NaN vs NaN
+        x = torch.where(both_nan, 0.0, x)
+        y = torch.where(both_nan, 0.0, y)
+        d = torch.where(same, 0.0, y - x)
+        ad = d.abs()
+        n_changed += int((~same).sum())
+        if ad.numel():
+            m = float(ad.max())  # NaN (a value became NaN) propagates: that is worth seeing
+            max_abs = m if math.isnan(m) or math.isnan(max_abs) else max(max_abs, m)
+        sa2 += float((x * x).sum())
+        sb2 += float((y * y).sum())
+        sd2 += float((d * d).sum())
+        dot += float((x * y).sum())
+        if rtol or atol:
+            n_far += int((~(same | (ad <= atol + rtol * y.abs()))).sum())
+        else:
+            n_far = n_changed
+        a.done(lo * a.itemsize, hi * a.itemsize)
+        b.done(lo * b.itemsize, hi * b.itemsize)
+    return n_changed, max_abs, sa2, sb2, sd2, dot, n_far
+
+
+# -- sources: a module, a safetensors file, a checkpoint folder -------------------------------
+class _Source:
+    """Named tensor references from one side of a comparison; close() releases mappings."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.refs: dict[str, _Ref] = {}
+        self.folder: Path | None = None
+        self._maps: list[tuple[Any, mmap.mmap]] = []
+
+    def close(self) -> None:
+        self.refs.clear()
+        for f, mm in self._maps:
+            # BufferError: a numpy view is still alive somewhere; the GC closes the map later
+            with contextlib.suppress(BufferError):
+                mm.close()
+            f.close()
+        self._maps.clear()
+
+    def __enter__(self) -> _Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_module(model: nn.Module, arg: str) -> _Source:
+    src = _Source(type(model).__name__)
+    for name, t in model.state_dict(keep_vars=False).items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        if t.is_meta:
+            raise NotMaterializedError(
+                f"{arg} ({type(model).__name__}) is on the meta device: tensor {name!r} has a "
+                "shape but no values, so there are no weights to compare. Build the model on "
+                "a real device (e.g. from_pretrained(folder), or to_empty(device='cpu') followed "
+                "by load_state_dict / init_weights) and compare again.")
+        src.refs[name] = _TensorRef(t)
+    return src
+
+
+def _open_path(path: str | os.PathLike[str], arg: str) -> _Source:
+    p = Path(path).expanduser()
+    src = _Source(str(p))
+    if p.is_dir():
+        src.folder = p
+        files = checkpoint_files(p)
+        if not files:
+            raise CheckpointError(
+                f"{p} holds no weights: no model.safetensors, no *.safetensors shards and no "
+                "pytorch_model.bin. Pass a folder save_pretrained wrote, or a weight file.",
+                path=p)
+    elif p.is_file():
+        files = (p,)
+    else:
+        raise CheckpointError(f"{arg}: no such file or folder: {p}", path=p)
+    try:
+        for f in files:
+            if f.suffix == ".safetensors":
+                _map_safetensors(src, f)
+            else:
+                for name, t in load_bin(f).items():
+                    if isinstance(t, torch.Tensor):
+                        src.refs[name] = _TensorRef(t)
+    except BaseException:
+        src.close()
+        raise
+    return src
+
+
+def _map_safetensors(src: _Source, f: Path) -> None:
+    header = read_header(f)  # validates every entry against the file size
+    fh = f.open("rb")
+    try:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:
+        fh.close()
+        raise CheckpointError(f"cannot memory-map {f}: {e}", path=f) from e
+    src._maps.append((fh, mm))
+    for name, e in header.items():
+        src.refs[name] = _MappedRef(mm, e.dtype, e.shape, e.start, e.end)
+
+
+def _open(obj: Any, arg: str) -> _Source:
+    if isinstance(obj, nn.Module):
+        return _open_module(obj, arg)
+    if isinstance(obj, (str, os.PathLike)):
+        return _open_path(obj, arg)
+    raise InputTypeError(arg, obj, "an nn.Module, a safetensors/.bin file or a checkpoint folder")
+
+
+def _progress(total: int, desc: str) -> Any:
+    if total < _PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False)
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+class Difference(StrEnum):
+    """How one tensor differs between two checkpoints."""
+
+    SHAPE = "shape"
+    DTYPE = "dtype"
+    VALUES = "values"
+    CLOSE = "close"  # values differ, but within rtol / atol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorChange:
+    """A tensor present on both sides that differs; ``stats`` says by how much."""
+
+    name: str
+    difference: Difference
+    stats: TensorStats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "difference": str(self.difference),
+                "stats": self.stats.to_dict()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigChange:
+    """One ``config.json`` key that differs. ``in_a`` / ``in_b`` say where the key exists."""
+
+    key: str
+    a: Any = None
+    b: Any = None
+    in_a: bool = True
+    in_b: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "a": self.a, "b": self.b, "in_a": self.in_a, "in_b": self.in_b}
+
+    def __str__(self) -> str:
+        if not self.in_b:
+            return f"config {self.key}: only in a ({_short(self.a)})"
+        if not self.in_a:
+            return f"config {self.key}: only in b ({_short(self.b)})"
+        return f"config {self.key}: {_short(self.a)} -> {_short(self.b)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointDiff:
+    """What differs between two checkpoints, shaped like safetensors' ``(missing, unexpected)``.
+
+    ``missing`` are tensors in ``a`` but not in ``b``, ``unexpected`` the reverse, ``changed``
+    the tensors whose shape, dtype or values differ, ``close`` those that differ only within
+    ``rtol`` / ``atol`` (not a difference: ``bool(d)`` ignores them). ``config`` lists
+    ``config.json`` keys that differ; ``ignored_config_keys`` the keys left out on purpose.
+
+    >>> import tempfile, torch
+    >>> from safetensors.torch import save_file
+    >>> d = tempfile.mkdtemp()
+    >>> save_file({"w": torch.ones(3), "b": torch.zeros(2)}, f"{d}/a.safetensors")
+    >>> save_file({"w": torch.tensor([1.0, 1.0, 2.0])}, f"{d}/b.safetensors")
+    >>> diff = compare_checkpoints(f"{d}/a.safetensors", f"{d}/b.safetensors")
+    >>> bool(diff), diff.missing, [c.name for c in diff.changed]
+    (True, ('b',), ['w'])
+    >>> print(diff)
+    missing in b: b
+    values: w: 1 of 3 values changed, max |b-a| 1, rel change 0.577, cosine 0.942809
+    1 tensors compared, 0 identical, 1 changed, 0 close; 1 missing, 0 unexpected;
+    0 config keys differ
+    """
+
+    a: str
+    b: str
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    changed: tuple[TensorChange, ...] = ()
+    close: tuple[TensorChange, ...] = ()
+    config: tuple[ConfigChange, ...] = ()
+    ignored_config_keys: tuple[str, ...] = ()
+    compared: int = 0
+    identical: int = 0
+    rtol: float = 0.0
+    atol: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.changed or self.config)
+
+    def summary(self) -> str:
+        return (f"{self.compared} tensors compared, {self.identical} identical, "
+                f"{len(self.changed)} changed, {len(self.close)} close; "
+                f"{len(self.missing)} missing, {len(self.unexpected)} unexpected; "
+                f"{len(self.config)} config keys differ")
+
+    def __str__(self) -> str:
+        lines = [f"missing in b: {n}" for n in self.missing]
+        lines += [f"unexpected in b: {n}" for n in self.unexpected]
+        lines += [f"{c.difference}: {c.stats}" for c in self.changed]
+        lines += [f"close (rtol={self.rtol:g}, atol={self.atol:g}): {c.stats}"
+                  for c in self.close]
+        lines += [str(c) for c in self.config]
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "different": bool(self),
+                "missing": list(self.missing), "unexpected": list(self.unexpected),
+                "changed": [c.to_dict() for c in self.changed],
+                "close": [c.to_dict() for c in self.close],
+                "config": [c.to_dict() for c in self.config],
+                "ignored_config_keys": list(self.ignored_config_keys),
+                "compared": self.compared, "identical": self.identical,
+                "rtol": self.rtol, "atol": self.atol}
+
+    def to_json(self, *, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False, allow_nan=False)
+
+
+def compare_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str], *,
+                        rtol: float = 0.0, atol: float = 0.0) -> CheckpointDiff:
+    """Compare two checkpoints tensor by tensor, streamed, without loading either.
+
+    ``a`` and ``b`` are two weight files (``.safetensors``, or ``.bin`` read with
+    ``torch.load(weights_only=True)``) or two checkpoint folders (single file or sharded
+    through ``model.safetensors.index.json``). Headers are compared first, then each tensor's
+    bytes a few MB at a time; statistics are computed only for tensors whose bytes differ.
+    With ``rtol`` / ``atol`` > 0 a tensor whose values all satisfy
+    ``|b - a| <= atol + rtol * |b|`` is reported as ``close`` rather than changed. For folders,
+    ``config.json`` is compared key by key, ignoring ``transformers_version``.
+
+    Raises :class:`~modeldiff.errors.CheckpointError` naming the file for truncated files,
+    corrupt headers, shards that an index names but that do not exist, and pickles that need
+    more than tensors to load.
+    """
+    if rtol < 0 or atol < 0 or math.isnan(rtol) or math.isnan(atol):
+        raise ValueError(f"rtol and atol must be >= 0; got rtol={rtol}, atol={atol}")
+    with _open(a, "compare_checkpoints(a)") as sa, _open(b, "compare_checkpoints(b)") as sb:
+        if (sa.folder is None) != (sb.folder is None):
+            raise InputTypeError("compare_checkpoints(b)", b,
+                                 "the same kind as a: two files or two folders")
+        missing = tuple(n for n in sa.refs if n not in sb.refs)
+        unexpected = tuple(n for n in sb.refs if n not in sa.refs)
+        common = [n for n in sa.refs if n in sb.refs]
+        total = sum(sa.refs[n].nbytes + sb.refs[n].nbytes for n in common)
+        changed: list[TensorChange] = []
+        close: list[TensorChange] = []
+        identical = 0
+        bar = _progress(total, "comparing")
+        try:
+            for name in common:
+                ra, rb = sa.refs[name], sb.refs[name]
+                stats, within = _stats(name, ra, rb, rtol=rtol, atol=atol, progress=bar)
+                if stats.equal:
+                    identical += 1
+                elif not stats.comparable:
+                    changed.append(TensorChange(name=name, difference=Difference.SHAPE,
+                                                stats=stats))
+                elif stats.dtype_a != stats.dtype_b:
+                    changed.append(TensorChange(name=name, difference=Difference.DTYPE,
+                                                stats=stats))
+                elif within and (rtol or atol or stats.n_changed == 0):
+                    # n_changed == 0: -0.0 vs 0.0 and NaN payloads: other bytes, same values
+                    close.append(TensorChange(name=name, difference=Difference.CLOSE,
+                                              stats=stats))
+                else:
+                    changed.append(TensorChange(name=name, difference=Difference.VALUES,
+                                                stats=stats))
+        finally:
+            if bar is not None:
+                bar.close()
+        config: tuple[ConfigChange, ...] = ()
+        ignored: tuple[str, ...] = ()
+        if sa.folder is not None and sb.folder is not None:
+            config, ignored = _compare_config(sa.folder, sb.folder)
+        return CheckpointDiff(a=sa.label, b=sb.label, missing=missing, unexpected=unexpected,
+                              changed=tuple(changed), close=tuple(close), config=config,
+                              ignored_config_keys=ignored, compared=len(common),
+                              identical=identical, rtol=float(rtol), atol=float(atol))
+
+
+def _compare_config(fa: Path, fb: Path) -> tuple[tuple[ConfigChange, ...], tuple[str, ...]]:
+    from modeldiff.checkpoint import read_config_json
+
+    ha, hb = (fa / "config.json").is_file(), (fb / "config.json").is_file()
+    if not ha and not hb:
+        return (), ()
+    if ha != hb:
+        return (ConfigChange(key="config.json", a="present" if ha else None,
+                             b="present" if hb else None, in_a=ha, in_b=hb),), ()
+    ca, cb = read_config_json(fa), read_config_json(fb)
+    out: list[ConfigChange] = []
+    ignored = tuple(k for k in IGNORED_CONFIG_KEYS if k in ca or k in cb)
+    for key in sorted(set(ca) | set(cb)):
+        if key in IGNORED_CONFIG_KEYS:
+            continue
+        if key not in cb:
+            out.append(ConfigChange(key=key, a=ca[key], in_b=False))
+        elif key not in ca:
+            out.append(ConfigChange(key=key, b=cb[key], in_a=False))
+        elif ca[key] != cb[key]:
+            out.append(ConfigChange(key=key, a=ca[key], b=cb[key]))
+    return tuple(out), ignored
+
+
+# -- weights: what did fine-tuning change? ---------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleSummary:
+    """How much the tensors directly owned by one module (a path in ``b``'s names) moved.
+
+    ``changed == 0`` means the module is untouched: a frozen layer stayed frozen.
+    """
+
+    path: str
+    tensors: int
+    changed: int
+    numel: int
+    max_rel_change: float
+    max_abs: float
+    min_cosine: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "tensors": self.tensors, "changed": self.changed,
+                "numel": self.numel, "max_rel_change": _json_float(self.max_rel_change),
+                "max_abs": _json_float(self.max_abs),
+                "min_cosine": _json_float(self.min_cosine)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WeightDiff:
+    """Per-tensor statistics and a per-module summary of two sets of weights.
+
+    ``tensors[i]`` compares ``pairs[i] = (name_in_a, name_in_b)``; its ``name`` is the name in
+    ``b``. ``modules`` is ordered by how much moved (largest relative change first), so the top
+    of the list answers "what did fine-tuning change" and ``unchanged_modules`` "are the frozen
+    layers still frozen". ``missing`` holds requested pairs whose tensor does not exist on one
+    side (``in_a`` / ``in_b`` say which).
+    """
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    tensors: tuple[TensorStats, ...] = ()
+    modules: tuple[ModuleSummary, ...] = ()
+    missing: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def changed(self) -> tuple[TensorStats, ...]:
+        return tuple(s for s in self.tensors if not s.equal)
+
+    @property
+    def unchanged_modules(self) -> tuple[str, ...]:
+        return tuple(m.path for m in self.modules if m.changed == 0)
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.missing)
+
+    def summary(self) -> str:
+        n = len(self.tensors)
+        moved = sum(1 for m in self.modules if m.changed)
+        return (f"{n} tensors compared, {n - len(self.changed)} identical, "
+                f"{len(self.changed)} changed; {moved} of {len(self.modules)} modules changed"
+                + (f"; {len(self.missing)} pairs missing" if self.missing else ""))
+
+    def __str__(self) -> str:
+        rows = [("module", "changed", "max rel", "max |b-a|", "min cos")]
+        for m in self.modules:
+            rows.append((m.path or "(root)", f"{m.changed}/{m.tensors}", _fmt(m.max_rel_change),
+                         _fmt(m.max_abs), _fmt(m.min_cosine, cos=True)))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                           for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+                 for r in rows]
+        lines += [f"missing: {a} -> {b}" for a, b in self.missing]
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pairs": [list(p) for p in self.pairs],
+                "tensors": [s.to_dict() for s in self.tensors],
+                "modules": [m.to_dict() for m in self.modules],
+                "missing": [list(p) for p in self.missing]}
+
+    def to_json(self, *, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+
+def compare_weights(a: nn.Module | str | os.PathLike[str], b: nn.Module | str | os.PathLike[str],
+                    pairs: Iterable[tuple[str, str]]) -> WeightDiff:
+    """Compare the tensors ``pairs`` names, ``(name_in_a, name_in_b)``, between two models.
+
+    ``a`` and ``b`` are each an ``nn.Module`` (its ``state_dict()``) or a checkpoint folder or
+    weight file, streamed a few MB at a time (the model is never loaded).
+
+    >>> import torch
+    >>> from torch import nn
+    >>> torch.manual_seed(0) and None
+    >>> base = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    >>> tuned = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    >>> tuned.load_state_dict(base.state_dict())
+    <All keys matched successfully>
+    >>> with torch.no_grad():
+    ...     _ = tuned[1].weight.add_(0.1)
+    >>> names = [(k, k) for k in base.state_dict()]
+    >>> wd = compare_weights(base, tuned, names)
+    >>> [m.path for m in wd.modules if m.changed], wd.unchanged_modules
+    (['1'], ('0',))
+
+    Raises :class:`~modeldiff.errors.NotMaterializedError` for a model on the meta device.
+    """
+    pairs = tuple((str(x), str(y)) for x, y in pairs)
+    with _open(a, "compare_weights(a)") as sa, _open(b, "compare_weights(b)") as sb:
+        stats: list[TensorStats] = []
+        kept: list[tuple[str, str]] = []
+        missing: list[tuple[str, str]] = []
+        for na, nb in pairs:
+            ra, rb = sa.refs.get(na), sb.refs.get(nb)
+            if ra is None or rb is None:
+                missing.append((na, nb))
+                continue
+            stats.append(_stats(nb, ra, rb)[0])
+            kept.append((na, nb))
+    return WeightDiff(pairs=tuple(kept), tensors=tuple(stats), modules=_by_module(stats),
+                      missing=tuple(missing))
+
+
+def _by_module(stats: Sequence[TensorStats]) -> tuple[ModuleSummary, ...]:
+    groups: dict[str, list[TensorStats]] = {}
+    for s in stats:
+        groups.setdefault(s.name.rpartition(".")[0], []).append(s)
+    out = []
+    for path, items in groups.items():
+        rels = [math.inf if s.rel_change is None else s.rel_change for s in items]
+        abss = [math.inf if s.max_abs is None else s.max_abs for s in items]
+        coss = [-1.0 if s.cosine is None else s.cosine for s in items]
+        out.append(ModuleSummary(
+            path=path, tensors=len(items), changed=sum(1 for s in items if not s.equal),
+            numel=sum(s.numel for s in items), max_rel_change=_nanmax(rels),
+            max_abs=_nanmax(abss), min_cosine=_nanmin(coss)))
+    # Most moved first; NaN (a value became NaN) sorts to the very top, it is the worst news.
+    out.sort(key=lambda m: (-(math.inf if math.isnan(m.max_rel_change) else m.max_rel_change),
+                            -m.changed, m.path))
+    return tuple(out)
+
+
+# -- small helpers ---------------------------------------------------------------------------
+def _nanmax(xs: Sequence[float]) -> float:
+    return math.nan if any(math.isnan(x) for x in xs) else max(xs)
+
+
+def _nanmin(xs: Sequence[float]) -> float:
+    return math.nan if any(math.isnan(x) for x in xs) else min(xs)
+
+
+def _json_float(x: float | None) -> float | str | None:
+    """JSON has no NaN or infinity: those become the strings "nan", "inf", "-inf"."""
+    if x is None or math.isfinite(x):
+        return x
+    return str(x)
+
+
+def _fmt(x: float | None, *, cos: bool = False) -> str:
+    if x is None:
+        return "-"
+    if cos and math.isfinite(x):
+        # Cosines that matter sit near 1: fixed decimals show 0.999998, where %g says 1.
+        return "1" if x == 1.0 else f"{x:.6f}"
+    return f"{x:.3g}"
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,386 @@
+"""modeldiff.tensors: tensor statistics, checkpoint comparison, weight diffs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import struct
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import save_file
+from torch import nn
+
+from modeldiff.errors import CheckpointError, ModelDiffError, NotMaterializedError
+from modeldiff.tensors import (
+    CHUNK_BYTES,
+    CheckpointDiff,
+    Difference,
+    compare_checkpoints,
+    compare_weights,
+    tensor_stats,
+)
+
+
+def tiny_distilbert_config(**kw):
+    from transformers import DistilBertConfig
+
+    return DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, vocab_size=1000, **kw)
+
+
+# -- tensor_stats ----------------------------------------------------------------------------
+def test_identical_tensors_are_equal_with_exact_stats():
+    a = torch.randn(5, 7)
+    s = tensor_stats("w", a, a.clone())
+    assert (s.equal, s.n_changed, s.max_abs, s.rel_change, s.cosine) == (True, 0, 0.0, 0.0, 1.0)
+    assert str(s) == "w: identical"
+
+
+def test_nan_with_same_bits_is_equal_but_signed_zero_is_not():
+    a = torch.tensor([float("nan"), 1.0, 0.0])
+    assert tensor_stats("w", a, a.clone()).equal
+    s = tensor_stats("w", a, torch.tensor([float("nan"), 1.0, -0.0]))
+    assert not s.equal
+    assert s.n_changed == 0  # same values, other bytes
+    assert s.max_abs == 0.0
+    assert "same values, different bytes" in str(s)
+
+
+def test_stats_match_a_direct_computation():
+    torch.manual_seed(0)
+    a = torch.randn(64, 32)
+    b = a.clone()
+    b[3, :5] += 0.25
+    s = tensor_stats("layer.weight", a, b)
+    a64, b64 = a.double(), b.double()
+    assert s.n_changed == 5
+    assert s.max_abs == pytest.approx(float((b64 - a64).abs().max()))
+    assert s.rel_change == pytest.approx(float((b64 - a64).norm() / a64.norm()))
+    assert s.cosine == pytest.approx(float(torch.nn.functional.cosine_similarity(
+        a64.flatten(), b64.flatten(), dim=0)))
+    assert s.numel == 64 * 32
+
+
+def test_chunked_statistics_over_tensors_larger_than_one_chunk():
+    n = CHUNK_BYTES // 8 * 2 + 123  # three float64 chunks
+    torch.manual_seed(1)
+    a = torch.randn(n)
+    b = a.clone()
+    b[0] = 10.0
+    b[-1] = -10.0
+    s = tensor_stats("big", a, b)
+    a64, b64 = a.double(), b.double()
+    assert s.n_changed == 2
+    assert s.max_abs == pytest.approx(float((b64 - a64).abs().max()))
+    assert s.rel_change == pytest.approx(float((b64 - a64).norm() / a64.norm()))
+
+
+def test_zero_vectors_rel_change_and_cosine_are_defined():
+    z = torch.zeros(4)
+    s = tensor_stats("w", z, torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    assert s.rel_change == math.inf
+    assert s.cosine == 0.0
+    s = tensor_stats("w", z, -z)  # -0.0 everywhere: other bytes, same (zero) values
+    assert (s.equal, s.rel_change, s.cosine) == (False, 0.0, 1.0)
+
+
+def test_dtype_difference_is_noted_and_values_compared_in_the_wider_dtype():
+    a = torch.tensor([1.0, 2.0, 1.0 / 3.0])
+    s = tensor_stats("w", a, a.to(torch.bfloat16))
+    assert not s.equal
+    assert (s.dtype_a, s.dtype_b) == ("float32", "bfloat16")
+    assert s.note == "dtype float32 -> bfloat16"
+    assert s.n_changed == 1  # 1/3 is not representable in bf16; 1.0 and 2.0 are
+    assert s.max_abs == pytest.approx(abs(float(a[2].double() - a[2].bfloat16().double())))
+
+
+def test_shape_mismatch_is_reported_not_raised():
+    s = tensor_stats("w", torch.zeros(2, 3), torch.zeros(2, 4))
+    assert not s.equal
+    assert not s.comparable
+    assert s.max_abs is None
+    assert str(s) == "w: shape (2, 3) -> (2, 4)"
+
+
+def test_meta_tensor_is_refused():
+    with pytest.raises(NotMaterializedError, match="meta device"):
+        tensor_stats("w", torch.empty(3, device="meta"), torch.zeros(3))
+
+
+def test_bool_int_and_scalar_tensors():
+    assert tensor_stats("m", torch.tensor([True, False]), torch.tensor([True, False])).equal
+    s = tensor_stats("i", torch.tensor([1, 2, 3]), torch.tensor([1, 2, 4]))
+    assert (s.n_changed, s.max_abs) == (1, 1.0)
+    assert tensor_stats("s", torch.tensor(2.5), torch.tensor(2.5)).equal
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1,
+                max_size=50),
+       st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64]))
+def test_a_tensor_is_always_equal_to_its_copy(values, dtype):
+    a = torch.tensor(values, dtype=torch.float32).to(dtype)
+    s = tensor_stats("w", a, a.clone())
+    assert s.equal
+    assert s.n_changed == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=40),
+       st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=40))
+def test_stats_agree_with_numpy(xs, ys):
+    n = min(len(xs), len(ys))
+    a = np.array(xs[:n], dtype=np.float64)
+    b = np.array(ys[:n], dtype=np.float64)
+    s = tensor_stats("w", torch.from_numpy(a), torch.from_numpy(b))
+    assert s.n_changed == int((a != b).sum())
+    assert s.max_abs == pytest.approx(float(np.abs(b - a).max()))
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if s.n_changed and na > 0:
+        assert s.rel_change == pytest.approx(np.linalg.norm(b - a) / na)
+    if na > 0 and nb > 0:
+        assert s.cosine == pytest.approx(float(a @ b / (na * nb)), abs=1e-9)
+
+
+# -- compare_checkpoints ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_mlm():
+    from transformers import DistilBertForMaskedLM
+
+    torch.manual_seed(0)
+    return DistilBertForMaskedLM(tiny_distilbert_config()).eval()
+
+
+def test_same_model_saved_single_and_sharded_is_identical(tiny_mlm, tmp_path):
+    tiny_mlm.save_pretrained(tmp_path / "one")
+    tiny_mlm.save_pretrained(tmp_path / "sharded", max_shard_size="60KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    d = compare_checkpoints(tmp_path / "one", tmp_path / "sharded")
+    assert not d, str(d)
+    n = len(tiny_mlm.state_dict()) - 1  # the tied decoder weight is stored once
+    assert d.compared == d.identical == n
+    assert f"{n} tensors compared, {n} identical" in str(d)
+    assert d.ignored_config_keys == ("transformers_version",)
+
+
+def test_changed_missing_unexpected_dtype_shape_and_config(tmp_path):
+    torch.manual_seed(0)
+    base = {"w": torch.randn(4, 4), "gone": torch.ones(2), "half": torch.ones(3),
+            "shape": torch.zeros(2, 2), "same": torch.arange(6.0)}
+    other = dict(base)
+    other["w"] = base["w"].clone()
+    other["w"][0, 0] += 1.0
+    del other["gone"]
+    other["new"] = torch.ones(1)
+    other["half"] = base["half"].half()
+    other["shape"] = torch.zeros(4)
+    for name, sd, cfg in (("a", base, {"dim": 32, "transformers_version": "5.0.0"}),
+                          ("b", other, {"dim": 64, "transformers_version": "5.1.0",
+                                        "extra": True})):
+        (tmp_path / name).mkdir()
+        save_file(sd, tmp_path / name / "model.safetensors")
+        (tmp_path / name / "config.json").write_text(json.dumps(cfg))
+    d = compare_checkpoints(tmp_path / "a", tmp_path / "b")
+    assert d
+    assert d.missing == ("gone",)
+    assert d.unexpected == ("new",)
+    kinds = {c.name: c.difference for c in d.changed}
+    assert kinds == {"w": Difference.VALUES, "half": Difference.DTYPE,
+                     "shape": Difference.SHAPE}
+    assert d.identical == 1
+    assert [(c.key, c.a, c.b, c.in_a) for c in d.config] == [("dim", 32, 64, True),
+                                                             ("extra", None, True, False)]
+    assert d.ignored_config_keys == ("transformers_version",)
+    text = str(d)
+    assert "missing in b: gone" in text
+    assert "unexpected in b: new" in text
+    assert "config dim: 32 -> 64" in text
+    assert text.splitlines()[-1].startswith("4 tensors compared, 1 identical, 3 changed")
+    j = json.loads(d.to_json())
+    assert j["different"] is True
+    assert j["missing"] == ["gone"]
+    assert {c["name"] for c in j["changed"]} == {"w", "half", "shape"}
+
+
+def test_tolerance_turns_small_changes_into_close(tmp_path):
+    a = torch.ones(100)
+    b = a.clone()
+    b[7] += 1e-4
+    save_file({"w": a}, tmp_path / "a.safetensors")
+    save_file({"w": b}, tmp_path / "b.safetensors")
+    strict = compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    assert strict
+    assert [c.difference for c in strict.changed] == [Difference.VALUES]
+    loose = compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors",
+                                atol=1e-3)
+    assert not loose
+    assert [c.name for c in loose.close] == ["w"]
+    assert "close (rtol=0, atol=0.001): w" in str(loose)
+    too_tight = compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors",
+                                    atol=1e-6)
+    assert too_tight
+
+
+def test_bin_checkpoints_compare_like_safetensors(tmp_path):
+    sd = {"w": torch.randn(3, 3), "b": torch.zeros(3)}
+    torch.save(sd, tmp_path / "a.bin")
+    sd2 = {"w": sd["w"].clone(), "b": torch.ones(3)}
+    torch.save(sd2, tmp_path / "b.bin")
+    d = compare_checkpoints(tmp_path / "a.bin", tmp_path / "b.bin")
+    assert [c.name for c in d.changed] == ["b"]
+    assert d.identical == 1
+
+
+class _Evil:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_malicious_pickle_never_runs(tmp_path):
+    target = tmp_path / "pwned"
+    # what a real attack looks like: torch.save's zip format, the payload in data.pkl
+    torch.save({"w": _Evil(str(target))}, tmp_path / "evil.bin")
+    torch.save({"w": torch.ones(1)}, tmp_path / "good.bin")
+    with pytest.raises(CheckpointError, match=r"evil\.bin") as e:
+        compare_checkpoints(tmp_path / "evil.bin", tmp_path / "good.bin")
+    assert "refused" in str(e.value)
+    assert e.value.path == tmp_path / "evil.bin"
+    assert not target.exists()
+    # and a bare (pre-zip) pickle: refused too, the payload never runs
+    with (tmp_path / "legacy.bin").open("wb") as f:
+        pickle.dump({"w": _Evil(str(target))}, f)
+    with pytest.raises(CheckpointError, match=r"legacy\.bin"):
+        compare_checkpoints(tmp_path / "good.bin", tmp_path / "legacy.bin")
+    assert not target.exists()
+
+
+def _write_safetensors(path: Path, n: int = 16) -> None:
+    save_file({"w": torch.arange(float(n))}, path)
+
+
+def test_truncated_file_names_the_file(tmp_path):
+    _write_safetensors(tmp_path / "a.safetensors")
+    raw = (tmp_path / "a.safetensors").read_bytes()
+    (tmp_path / "b.safetensors").write_bytes(raw[:-10])
+    with pytest.raises(CheckpointError, match=r"b\.safetensors.*truncated") as e:
+        compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    assert e.value.path == tmp_path / "b.safetensors"
+
+
+def test_corrupt_header_names_the_file(tmp_path):
+    _write_safetensors(tmp_path / "a.safetensors")
+    junk = b"{not json at all"
+    (tmp_path / "b.safetensors").write_bytes(struct.pack("<Q", len(junk)) + junk + bytes(64))
+    with pytest.raises(CheckpointError, match=r"b\.safetensors.*corrupt header"):
+        compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+
+
+def test_index_naming_a_missing_shard(tiny_mlm, tmp_path):
+    tiny_mlm.save_pretrained(tmp_path / "a", max_shard_size="60KB")
+    tiny_mlm.save_pretrained(tmp_path / "b", max_shard_size="60KB")
+    shard = sorted((tmp_path / "b").glob("model-*.safetensors"))[-1]
+    shard.unlink()
+    with pytest.raises(CheckpointError, match=f"{shard.name}.*does not exist") as e:
+        compare_checkpoints(tmp_path / "a", tmp_path / "b")
+    assert isinstance(e.value, OSError)
+    assert isinstance(e.value, ModelDiffError)
+
+
+def test_folder_without_weights_and_mixed_kinds(tmp_path):
+    (tmp_path / "empty").mkdir()
+    _write_safetensors(tmp_path / "a.safetensors")
+    with pytest.raises(CheckpointError, match="holds no weights"):
+        compare_checkpoints(tmp_path / "empty", tmp_path / "empty")
+    with pytest.raises(CheckpointError, match="no such file"):
+        compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "nope.safetensors")
+
+
+def test_identical_checkpoints_compare_in_a_small_fixed_amount_of_memory(tmp_path):
+    # 2 x 48 MB of weights; the comparison must not hold either side in (Python) memory.
+    sd = {f"w{i}": torch.full((3 * 2**20,), float(i)) for i in range(4)}
+    save_file(sd, tmp_path / "a.safetensors")
+    save_file(sd, tmp_path / "b.safetensors")
+    del sd
+    tracemalloc.start()
+    try:
+        d = compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not d
+    assert d.identical == 4
+    assert peak < 4 * 2**20, peak
+
+
+# -- compare_weights -------------------------------------------------------------------------
+def test_compare_weights_base_vs_fine_tuned_head(tmp_path):
+    from transformers import DistilBertForSequenceClassification, DistilBertModel
+
+    torch.manual_seed(0)
+    base = DistilBertModel(tiny_distilbert_config())
+    base.save_pretrained(tmp_path / "base")
+    head = DistilBertForSequenceClassification.from_pretrained(tmp_path / "base")
+    # "fine-tune": freeze everything but the last layer, take one optimiser step
+    for p in head.distilbert.parameters():
+        p.requires_grad_(False)
+    for p in head.distilbert.transformer.layer[1].parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.SGD([p for p in head.parameters() if p.requires_grad], lr=0.5)
+    ids = torch.randint(0, 1000, (4, 8), generator=torch.Generator().manual_seed(0))
+    loss = head(input_ids=ids, labels=torch.tensor([0, 1, 0, 1])).loss
+    loss.backward()
+    opt.step()
+
+    pairs = [(k, f"distilbert.{k}") for k in base.state_dict()]
+    for side in (base, tmp_path / "base"):  # a live module or a streamed folder
+        wd = compare_weights(side, head, pairs)
+        assert len(wd.tensors) == len(pairs)
+        assert not wd.missing
+        moved = {m.path for m in wd.modules if m.changed}
+        assert moved, str(wd)
+        assert all(p.startswith("distilbert.transformer.layer.1.") for p in moved), moved
+        assert "distilbert.embeddings.word_embeddings" in wd.unchanged_modules
+        assert "distilbert.transformer.layer.0.ffn.lin1" in wd.unchanged_modules
+        top = wd.modules[0]
+        assert top.changed
+        assert top.max_rel_change > 0
+        assert top.max_rel_change == max(m.max_rel_change for m in wd.modules)
+        assert wd.tensors[0].name == pairs[0][1]
+        assert wd.summary() in str(wd)
+        j = json.loads(wd.to_json())
+        assert j["modules"][0]["path"] == top.path
+
+
+def test_compare_weights_reports_pairs_it_cannot_find():
+    m = nn.Linear(2, 2)
+    wd = compare_weights(m, m, [("weight", "weight"), ("nope", "bias")])
+    assert wd.missing == (("nope", "bias"),)
+    assert [s.name for s in wd.tensors] == ["weight"]
+    assert wd  # something was asked for and not found
+
+
+def test_compare_weights_refuses_meta_models():
+    with torch.device("meta"):
+        m = nn.Linear(2, 2)
+    with pytest.raises(NotMaterializedError, match="meta device") as e:
+        compare_weights(m, nn.Linear(2, 2), [("weight", "weight")])
+    assert "from_pretrained" in str(e.value)
+
+
+def test_checkpoint_diff_is_a_frozen_value(tmp_path):
+    _write_safetensors(tmp_path / "a.safetensors")
+    d = compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "a.safetensors")
+    assert isinstance(d, CheckpointDiff)
+    with pytest.raises(AttributeError):
+        d.missing = ("x",)  # type: ignore[misc]
+    assert d == compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "a.safetensors")
