@@ -2,7 +2,8 @@
 
 Timing rules, chosen for a shared, noisy 2-core machine:
 
-- ``perf_counter`` around one call; the call's result is dropped *after* the clock stops, so
+- ``perf_counter`` (and ``thread_time``, to tell the code's slowness from the machine's)
+  around one call; the call's result is dropped *after* the clock stops, so
   freeing a big result is not billed to the call that made it.
 - Competitors run round-robin (A, B, C, A, B, C ...; the starting one rotates every round),
   so a burst of load from elsewhere lands on all of them alike. Compare medians measured in
@@ -32,48 +33,89 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """Seconds per call over ``n`` timed calls."""
+    """Seconds per call over ``n`` timed calls: wall clock, and the calling thread's CPU time.
+
+    Wall clock is what users wait; CPU time leaves out the time the process sat descheduled,
+    so when wall ``max/median`` is high and CPU ``max/median`` is not, the slow call was the
+    machine's doing, not the code's. ``collections`` counts garbage-collector runs that started
+    inside the timed calls (``full_collections``: generation 2, the expensive ones).
+    """
 
     median: float
     min: float
     max: float
     p90: float
     n: int
+    cpu_median: float = float("nan")
+    cpu_max: float = float("nan")
+    collections: int = 0
+    full_collections: int = 0
 
     @property
     def spread(self) -> float:
-        """max / median: 1.0 means the slowest call was as fast as the typical one."""
+        """Wall-clock max / median: 1.0 means the slowest call was as fast as the typical one."""
         return self.max / self.median
 
+    @property
+    def cpu_spread(self) -> float:
+        """CPU-time max / median."""
+        return self.cpu_max / self.cpu_median
+
     @classmethod
-    def of(cls, times: Sequence[float]) -> Stats:
-        ordered = sorted(times)
+    def of(cls, wall: Sequence[float], cpu: Sequence[float] = (), collections: int = 0,
+           full_collections: int = 0) -> Stats:
+        ordered = sorted(wall)
         p90 = ordered[min(len(ordered) - 1, max(0, round(0.9 * len(ordered)) - 1))]
         return cls(median=statistics.median(ordered), min=ordered[0], max=ordered[-1],
-                   p90=p90, n=len(ordered))
+                   p90=p90, n=len(ordered),
+                   cpu_median=statistics.median(cpu) if cpu else float("nan"),
+                   cpu_max=max(cpu) if cpu else float("nan"),
+                   collections=collections, full_collections=full_collections)
 
 
-def _time_once(fn: Callable[[], Any]) -> float:
+# Collector runs by generation, counted by a gc callback while a comparison runs.
+_gc_runs = [0, 0, 0]
+
+
+def _count_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_runs[info["generation"]] += 1
+
+
+def _time_once(fn: Callable[[], Any]) -> tuple[float, float, int, int]:
+    before, before_full = sum(_gc_runs), _gc_runs[2]
+    c0 = time.thread_time()
     t0 = time.perf_counter()
     out = fn()
-    elapsed = time.perf_counter() - t0
-    del out  # freed outside the timed region
-    return elapsed
+    # Allocating one tracked object lets a collection that ``fn`` put off (walk disables the
+    # collector while it runs) happen here, billed to ``fn``, not to the next competitor.
+    settle = [out]
+    wall = time.perf_counter() - t0
+    cpu = time.thread_time() - c0
+    runs, full = sum(_gc_runs) - before, _gc_runs[2] - before_full
+    del out, settle  # freed outside the timed region
+    return wall, cpu, runs, full
 
 
 def compare(competitors: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int = 2
             ) -> dict[str, Stats]:
     """Time every competitor ``repeats`` times (after ``warmup`` untimed calls), interleaved."""
     names = list(competitors)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    samples: dict[str, list[tuple[float, float, int, int]]] = {name: [] for name in names}
     gc.collect()
-    for r in range(warmup + repeats):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            elapsed = _time_once(competitors[name])
-            if r >= warmup:
-                times[name].append(elapsed)
-    return {name: Stats.of(times[name]) for name in names}
+    gc.callbacks.append(_count_gc)
+    try:
+        for r in range(warmup + repeats):
+            shift = r % len(names)
+            for name in names[shift:] + names[:shift]:
+                sample = _time_once(competitors[name])
+                if r >= warmup:
+                    samples[name].append(sample)
+    finally:
+        gc.callbacks.remove(_count_gc)
+    return {name: Stats.of([s[0] for s in got], [s[1] for s in got], sum(s[2] for s in got),
+                           sum(s[3] for s in got))
+            for name, got in samples.items()}
 
 
 def measure(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> Stats:
