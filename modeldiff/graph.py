@@ -322,7 +322,8 @@ class ModelGraph:
     edge of a module reachable at two paths; ``ties`` lists tensors shared between modules;
     ``repeats`` lists identical numbered siblings. ``nx`` is a frozen ``networkx.DiGraph``
     with a node per module (data: ``node`` -> :class:`Node`, ``kind``) and edges whose
-    ``kind`` is ``"contains"`` (with ``name`` and ``order``) or ``"tied"`` (with ``tensors``).
+    ``kind`` is ``"contains"`` (with ``name``, ``order``, and ``names`` when one parent holds
+    the child under several names) or ``"tied"`` (with ``tensors``).
 
     Two graphs are equal when every node, edge, tie, repeat group and HF fact is equal;
     ``source`` (where the graph came from) does not take part.
@@ -418,7 +419,11 @@ class ModelGraph:
             for parent, name, child in self.contains:
                 i = order.get(parent, 0)
                 order[parent] = i + 1
-                g.add_edge(parent, child, kind="contains", name=name, order=i)
+                if g.has_edge(parent, child):  # one module held twice by the same parent
+                    data = g.edges[parent, child]
+                    data["names"] = (*data["names"], name)
+                else:
+                    g.add_edge(parent, child, kind="contains", name=name, names=(name,), order=i)
             for tie in self.ties:
                 u, v = tie.target_module, tie.source_module
                 if u in self._index and v in self._index:
@@ -493,6 +498,13 @@ class ModelGraph:
 
     def __str__(self) -> str:
         return self.summary(depth=3)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter shows the folded diagram (SVG; the text summary when Graphviz's dot is
+        missing). graphviz is imported here, on first display, not with this module."""
+        from modeldiff.diagram import mimebundle
+
+        return mimebundle(self)
 
 
 def format_attrs(attrs: tuple[tuple[str, AttrValue], ...], *, limit: int | None = None) -> str:

@@ -1,0 +1,758 @@
+"""Graphviz diagrams of a :class:`~modeldiff.graph.ModelGraph` or a ``GraphDiff``.
+
+Containers (modules with children) become clusters, leaf modules become boxes that show
+their name, class, key attributes and parameter count. Repeated identical layers are folded
+into one cluster labelled like ``TransformerBlock x6``; tied weights are dashed edges.
+A diff draws the union of both models with the delta in colour and the unchanged part
+collapsed to single boxes.
+
+>>> from modeldiff.graph import Kind, ModelGraph, Node, Totals
+>>> g = ModelGraph(nodes=(
+...     Node(path="", cls="Net", qualname="m.Net", kind=Kind.BLOCK,
+...          totals=Totals(params=6)),
+...     Node(path="fc", cls="Linear", qualname="torch.nn.Linear", kind=Kind.LINEAR,
+...          attrs=(("in_features", 2), ("out_features", 2), ("bias", True)),
+...          totals=Totals(params=6)),
+... ), contains=(("", "fc", "fc"),))
+>>> dot = render(g)
+>>> print(dot.source.splitlines()[0])
+digraph modeldiff {
+>>> "Linear · 2 -&gt; 2" in dot.source and 'class="module linear"' in dot.source
+True
+
+The DOT source needs no binary; SVG, PNG and PDF need Graphviz's ``dot`` (see :func:`save`).
+Output is deterministic: the same model gives byte-identical DOT, nodes and edges in
+definition order.
+
+This module never imports torch: graphs are plain data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import itertools
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import graphviz
+
+from modeldiff.errors import GraphvizNotFoundError, ModelDiffError
+from modeldiff.graph import Kind, ModelGraph, Node, RepeatGroup
+
+if TYPE_CHECKING:
+    from modeldiff.differ import GraphDiff
+
+__all__ = ["FORMATS", "mimebundle", "render", "save"]
+
+Renderable = Union[ModelGraph, "GraphDiff"]
+
+# File extension -> Graphviz output format. ".dot" / ".gv" need no binary.
+FORMATS: Mapping[str, str] = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png",
+                              ".pdf": "pdf"}
+
+# Fills by kind: Paul Tol's "pale"/"light" schemes, chosen to stay distinguishable with the
+# common colour-vision deficiencies and to keep black text readable. Kinds that carry no
+# weights stay grey or white so the eye goes to the layers that do.
+KIND_FILL: Mapping[Kind, str] = {
+    Kind.LINEAR: "#BBCCEE",  # pale blue
+    Kind.CONV: "#99DDFF",  # light cyan
+    Kind.EMBEDDING: "#EEDD88",  # light yellow
+    Kind.NORM: "#CCDDAA",  # pale green
+    Kind.ATTENTION: "#DDCCEE",  # pale purple
+    Kind.RECURRENT: "#DDCCEE",
+    Kind.POOLING: "#CCEEFF",  # pale cyan
+    Kind.ACTIVATION: "#FFCCCC",  # pale red
+    Kind.DROPOUT: "#E8E8E8",  # grey
+    Kind.IDENTITY: "#FFFFFF",
+    Kind.LOSS: "#FFFFFF",
+    Kind.OTHER: "#FFFFFF",
+}
+CLUSTER_FILL: Mapping[Kind, str] = {
+    Kind.MODEL: "#FCFCFC",
+    Kind.CONTAINER: "#FFFFFF",
+    Kind.ATTENTION: "#F7F3FA",
+}
+CLUSTER_FILL_DEFAULT = "#F7F7F7"
+GROUP_FILL = "#EEF3FA"  # a folded repeat group
+
+# Diff colours: Okabe-Ito bluish green / vermillion / orange for borders (told apart by
+# deuteranopes and protanopes, and by lightness in greyscale), pale tints as fills. The
+# marker in the label (+, -, ~) carries the same meaning without colour.
+CHANGE_STYLE: Mapping[str, tuple[str, str, str, str]] = {
+    # change: (border, fill, marker, border style)
+    "added": ("#009E73", "#D4F0E4", "+", "solid"),
+    "removed": ("#D55E00", "#F8DCCB", "\u2212", "dashed"),
+    "changed": ("#E69F00", "#FCEBC4", "~", "solid"),
+}
+UNCHANGED_FILL = "#FFFFFF"
+MUTED = "#555555"
+FONT = "Helvetica,Arial,sans-serif"
+
+# Leaf siblings sit side by side, this many to a row; rows and clusters stack top to bottom
+# in definition order (invisible edges), which keeps 80-layer models on one screen.
+ROW_WIDTH = 4
+
+
+# -- the view tree: what will be drawn --------------------------------------------------------
+@dataclass
+class _Item:
+    """One box (no children) or cluster (children) of the diagram."""
+
+    id: str  # DOT node id (the module path) or cluster suffix
+    name: str
+    node: Node
+    kind: Kind
+    params: int  # what the label states
+    detail: str = ""  # extra line, e.g. "12 modules inside" or "x6: 42,527,232 params"
+    change: str | None = None  # "added" / "removed" / "changed" / None
+    change_lines: tuple[str, ...] = ()
+    group: RepeatGroup | None = None
+    collapsed: bool = False  # a subtree drawn as one box
+    children: list[_Item] = field(default_factory=list)
+    path: str = ""  # module path the item stands for (tooltip)
+
+
+@dataclass(frozen=True)
+class _Tie:
+    tail: str
+    head: str
+    ltail: str | None
+    lhead: str | None
+    tooltip: str
+
+
+def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = True,
+           fold_unchanged: bool = True, direction: str = "TB",
+           title: str | None = None) -> graphviz.Digraph:
+    """Draw a model graph or a diff as a ``graphviz.Digraph``.
+
+    ``depth`` cuts the module tree (a cut container becomes one box with its subtree totals;
+    ``depth=1`` shows only the root's children). ``fold_repeats`` draws each group of
+    identical numbered layers once, labelled ``TransformerBlock x6``. For a diff,
+    ``fold_unchanged`` collapses every subtree without changes into one box, so the delta
+    stands out. ``direction`` is Graphviz's ``rankdir`` (``"TB"`` or ``"LR"``); ``title``
+    replaces the caption under the diagram.
+
+    Compose with the Digraph API or :func:`save`:
+    ``render(g).source`` is DOT, ``save(g, "model.svg")`` writes a picture.
+
+    >>> from modeldiff.graph import Kind, ModelGraph, Node, Totals
+    >>> g = ModelGraph(nodes=(Node(path="", cls="Dropout", qualname="torch.nn.Dropout",
+    ...                            kind=Kind.DROPOUT, attrs=(("p", 0.1),)),))
+    >>> "p=0.1" in render(g).source
+    True
+    """
+    if direction not in ("TB", "LR", "BT", "RL"):
+        raise ValueError(f"render(direction=...) must be 'TB', 'LR', 'BT' or 'RL'; "
+                         f"got {direction!r}")
+    if depth is not None and (not isinstance(depth, int) or depth < 0):
+        raise ValueError(f"render(depth=...) must be a non-negative int or None; got {depth!r}")
+    if isinstance(obj, ModelGraph):
+        root = _ModelView(obj, depth=depth, fold_repeats=fold_repeats).build()
+        caption = title if title is not None else _model_caption(obj)
+        ties = _ModelView.tie_edges(obj, root)
+    elif _is_diff(obj):
+        view = _DiffView(obj, depth=depth, fold_repeats=fold_repeats,
+                         fold_unchanged=fold_unchanged)
+        root = view.build()
+        caption = title if title is not None else view.caption()
+        ties: list[_Tie] = []
+    else:
+        from modeldiff.errors import InputTypeError
+
+        raise InputTypeError("render(obj)", obj, "a ModelGraph (from walk) or a GraphDiff "
+                             "(from diff)")
+    return _emit(root, caption=caption, ties=ties, direction=direction,
+                 diff=not isinstance(obj, ModelGraph))
+
+
+def _is_diff(obj: object) -> bool:
+    return all(hasattr(obj, a) for a in ("before", "after", "alignment", "modules"))
+
+
+# -- model graphs -----------------------------------------------------------------------------
+class _ModelView:
+    def __init__(self, g: ModelGraph, *, depth: int | None, fold_repeats: bool) -> None:
+        self.g = g
+        self.depth = depth
+        self.groups: dict[str, RepeatGroup] = (
+            {r.paths[0]: r for r in g.repeats} if fold_repeats else {})
+        self.hidden: set[str] = set()
+        for r in self.groups.values():
+            self.hidden.update(r.paths[1:])
+        self.kids: dict[str, list[Node]] = {}
+        for parent, name, child in g.contains:
+            if child != _join(parent, name):
+                continue  # a module shared at a second path: drawn at its first path only
+            self.kids.setdefault(parent, []).append(g[child])
+
+    def build(self) -> _Item:
+        return self.item(self.g.root, 0)
+
+    def item(self, node: Node, level: int, group: RepeatGroup | None = None) -> _Item:
+        kids = [k for k in self.kids.get(node.path, ()) if k.path not in self.hidden]
+        name = node.name or "(root)"
+        params = node.totals.params
+        detail = ""
+        if group is not None:
+            name = _group_name(group)
+            detail = f"{params * group.count:,} in all"
+        # A list whose only children are one repeat group is drawn as that group.
+        if (len(kids) == 1 and kids[0].path in self.groups and node.kind == Kind.CONTAINER
+                and self.groups[kids[0].path].count == len(self.kids.get(node.path, ()))):
+            return self.item(kids[0], level, self.groups[kids[0].path])
+        it = _Item(id=node.path or "(root)", name=name, node=node, kind=node.kind,
+                   params=params, detail=detail, group=group, path=node.path)
+        if not kids:
+            return it
+        if self.depth is not None and level >= self.depth:
+            it.collapsed = True
+            inside = _count_below(self.g, node.path)
+            it.detail = (detail + "; " if detail else "") + f"{inside} modules inside"
+            return it
+        for k in kids:
+            it.children.append(self.item(k, level + 1, self.groups.get(k.path)))
+        return it
+
+    @staticmethod
+    def tie_edges(g: ModelGraph, root: _Item) -> list[_Tie]:
+        """Dashed edges for tied weights, between whatever shows the two modules."""
+        shown = _shown_paths(root)
+        out: dict[tuple[tuple[str, str | None], tuple[str, str | None]], list[str]] = {}
+        for tie in g.ties:
+            u = _visible(g, tie.target_module, shown)
+            v = _visible(g, tie.source_module, shown)
+            if u is None or v is None or u == v:
+                continue
+            out.setdefault((u, v), []).append(f"{tie.target} is {tie.source}")
+        return [_Tie(u[0], v[0], u[1], v[1], "; ".join(t)) for (u, v), t in out.items()]
+
+
+def _group_name(group: RepeatGroup) -> str:
+    """``layer.0-5`` for members ``...transformer.layer.0`` .. ``.5``."""
+    parent_name = group.parent.rpartition(".")[2]
+    span = group.label.rpartition(".")[2]
+    return f"{parent_name}.{span}" if parent_name else span
+
+
+def _count_below(g: ModelGraph, path: str) -> int:
+    pre = f"{path}." if path else ""
+    return sum(1 for n in g.nodes if n.path.startswith(pre) and n.path != path)
+
+
+def _shown_paths(root: _Item) -> dict[str, tuple[str, str | None]]:
+    """Module path -> (DOT node id, cluster name or None) of everything drawn; members
+    1.. of a folded group map to member 0."""
+    shown: dict[str, tuple[str, str | None]] = {}
+    stack = [root]
+    while stack:
+        it = stack.pop()
+        here = (_top(it), f"cluster:{it.id}") if it.children else (it.id, None)
+        shown[it.path] = here
+        if it.group is not None:
+            for p in it.group.paths[1:]:
+                shown[p] = here
+        stack.extend(it.children)
+    return shown
+
+
+def _visible(g: ModelGraph, path: str, shown: Mapping[str, tuple[str, str | None]]
+             ) -> tuple[str, str | None] | None:
+    """What stands for module ``path`` in the drawing: itself, its twin in the first member
+    of a folded group, or its nearest drawn ancestor."""
+    if path in g:
+        path = g[path].path
+    p = path
+    while True:
+        if p in shown:
+            return shown[p]
+        for r in g.repeats:  # inside folded member k: drawn as member 0's matching module
+            for m in r.paths[1:]:
+                if p.startswith(m + "."):
+                    twin = r.paths[0] + p[len(m):]
+                    if twin in shown:
+                        return shown[twin]
+        if not p:
+            return None
+        p = p.rpartition(".")[0]
+
+
+def _model_caption(g: ModelGraph) -> str:
+    t = g.totals
+    return (f"{g.root.cls} · {len(g.nodes):,} modules · {t.params:,} params"
+            + (f" ({len(g.ties)} tied)" if g.ties else ""))
+
+
+# -- diffs ------------------------------------------------------------------------------------
+class _DiffView:
+    """The union of ``before`` and ``after``, drawn once.
+
+    The bigger side (the one whose root holds the other at a prefix, e.g. a head model around
+    its base) is the skeleton; the other side's paths are mapped into its names. Modules only
+    the other side has are inserted beside their siblings. Only the duck-typed attributes
+    ``before``, ``after``, ``alignment.before/after`` and ``modules``
+    (``path, change, before, after, attrs, tensors, count, members``) are used.
+    """
+
+    def __init__(self, d: Any, *, depth: int | None, fold_repeats: bool,
+                 fold_unchanged: bool) -> None:
+        self.d = d
+        self.depth = depth
+        self.fold_unchanged = fold_unchanged
+        a_pre = d.alignment.before or ""
+        b_pre = d.alignment.after or ""
+        if a_pre and not b_pre:  # before wraps after: before is the skeleton
+            self.skel, self.other, self.s_pre, self.o_pre = d.before, d.after, a_pre, b_pre
+            self.skel_side = "before"
+        else:
+            self.skel, self.other, self.s_pre, self.o_pre = d.after, d.before, b_pre, a_pre
+            self.skel_side = "after"
+        # change per skeleton-named path; ids keep the change's own path (its side's names)
+        self.changes: dict[str, Any] = {}
+        self.ids: dict[str, str] = {}
+        for mc in d.modules:
+            side = "before" if str(mc.change) == "removed" else "after"
+            for p in (mc.path, *tuple(getattr(mc, "members", ()) or ())):
+                sp = p if side == self.skel_side else self.to_skel(p)
+                self.changes.setdefault(sp, mc)
+                self.ids.setdefault(sp, p or "(root)")
+        self.dirty: set[str] = set()
+        for sp in self.changes:
+            p = sp
+            while True:
+                self.dirty.add(p)
+                if not p:
+                    break
+                p = p.rpartition(".")[0]
+        self.model = _ModelView(self.skel, depth=None, fold_repeats=fold_repeats)
+        self.other_view = _ModelView(self.other, depth=None, fold_repeats=False)
+        # modules only the other side has, under their skeleton-named parent
+        self.extra: dict[str, list[tuple[int, Node]]] = {}
+        order = {n.path: i for i, n in enumerate(self.other.nodes)}
+        for n in self.other.nodes:
+            sp = self.to_skel(n.path)
+            if not n.path or sp in self.skel or sp not in self.changes:
+                continue
+            parent = sp.rpartition(".")[0]
+            if parent in self.skel:
+                self.extra.setdefault(parent, []).append((order[n.path], n))
+
+    def to_skel(self, p: str) -> str:
+        o = self.o_pre
+        if not o or p == o or p.startswith(o + "."):
+            rest = p[len(o):].lstrip(".") if o else p
+            return _join(self.s_pre, rest) if rest else self.s_pre
+        return p
+
+    def build(self) -> _Item:
+        return self.item(self.skel.root, 0, None, None)
+
+    def item(self, node: Node, level: int, group: RepeatGroup | None,
+             inherited: str | None) -> _Item:
+        """A skeleton module; ``inherited`` is the change of an added/removed ancestor."""
+        sp = node.path
+        kids = self.children(sp)
+        if (group is None and node.kind == Kind.CONTAINER and len(kids) == 1
+                and isinstance(kids[0][0], Node) and kids[0][1] is not None
+                and kids[0][1].count == len(self.model.kids.get(sp, ()))
+                and sp not in self.changes):
+            return self.item(kids[0][0], level, kids[0][1], inherited)  # list == its group
+        mc = self.changes.get(sp)
+        it = _Item(id=self.ids.get(sp, sp or "(root)"), name=node.name or "(root)", node=node,
+                   kind=node.kind, params=node.totals.params, path=sp, change=inherited)
+        if group is not None:
+            it.group = group
+            it.name = _group_name(group)
+            it.detail = f"{node.totals.params * group.count:,} in all"
+        if mc is not None:
+            self._mark(it, mc)
+        whole = it.change if it.change in ("added", "removed") else None
+        if not kids:
+            return it
+        unchanged = sp not in self.dirty and whole is None
+        if ((unchanged or whole) and self.fold_unchanged) or (
+                self.depth is not None and level >= self.depth):
+            it.collapsed = True
+            inside = f"{_count_below(self.skel, sp)} modules inside"
+            if unchanged and sp == self.s_pre and self.s_pre:
+                it.detail = f"aligned base, unchanged, {inside}"
+            else:
+                tag = "unchanged, " if unchanged else ""
+                it.detail = (it.detail + "; " if it.detail else "") + tag + inside
+            return it
+        for k, kgroup in kids:
+            if isinstance(k, Node):
+                it.children.append(self.item(k, level + 1, kgroup, whole))
+            else:  # a module only the other side has
+                it.children.append(self.other_item(k[1], sp, None))
+        return it
+
+    def children(self, sp: str) -> list[tuple[Any, RepeatGroup | None]]:
+        """Skeleton children (folded groups as their first member), with the other side's
+        own modules inserted after the sibling that precedes them on that side."""
+        view = self.model
+        out: list[tuple[Any, RepeatGroup | None]] = []
+        keys: list[str] = []
+        for k in view.kids.get(sp, ()):
+            split = self._group_split(k.path)
+            if k.path in view.hidden and not split:
+                continue
+            out.append((k, None if split else view.groups.get(k.path)))
+            keys.append(k.path)
+        for order, n in self.extra.get(sp, ()):
+            siblings = self.other_view.kids.get(n.path.rpartition(".")[0], [])
+            before = [self.to_skel(m.path) for m in siblings[:siblings.index(n)]]
+            pos = 0
+            for prev in reversed(before):
+                if prev in keys:
+                    pos = keys.index(prev) + 1
+                    break
+            out.insert(pos, ((order, n), None))
+            keys.insert(pos, self.to_skel(n.path))
+        return out
+
+    def _group_split(self, path: str) -> bool:
+        """A repeat group is unfolded when its members differ in what changed."""
+        for r in self.skel.repeats:
+            if path in r.paths:
+                marks = [tuple(sorted(c[len(m):] for c in self.changes
+                                      if c == m or c.startswith(m + "."))) for m in r.paths]
+                return any(x != marks[0] for x in marks)
+        return False
+
+    def other_item(self, n: Node, parent_sp: str, inherited: str | None) -> _Item:
+        """A module (and its subtree) that only the non-skeleton side has."""
+        sp = _join(parent_sp, n.name)
+        mc = self.changes.get(sp)
+        it = _Item(id=self.ids.get(sp, n.path), name=n.name, node=n, kind=n.kind,
+                   params=n.totals.params, path=sp, change=inherited)
+        if mc is not None:
+            self._mark(it, mc)
+        kids = self.other_view.kids.get(n.path, ())
+        if kids and self.fold_unchanged:
+            it.collapsed = True
+            it.detail = f"{_count_below(self.other, n.path)} modules inside"
+            return it
+        for k in kids:
+            it.children.append(self.other_item(k, sp, it.change))
+        return it
+
+    def _mark(self, it: _Item, mc: Any) -> None:
+        change = str(mc.change)
+        it.change = change
+        if change == "changed":
+            it.change_lines = tuple(_change_lines(mc))
+            b, a = mc.before, mc.after
+            if b is not None and a is not None and b.totals.params != a.totals.params:
+                it.change_lines += (f"params {b.totals.params:,} -> {a.totals.params:,}",)
+            if a is not None:
+                it.node = a
+        if mc.count > 1 and it.group is None:
+            it.detail = f"same change in {mc.count} places"
+
+    def caption(self) -> str:
+        d = self.d
+        counts = {"added": 0, "removed": 0, "changed": 0}
+        for mc in d.modules:
+            counts[str(mc.change)] = counts.get(str(mc.change), 0) + 1
+        b, a = d.before.totals.params, d.after.totals.params
+        found = ", ".join(f"{CHANGE_STYLE[k][2]}{n} {k}" for k, n in counts.items() if n)
+        return (f"{d.before.root.cls} -> {d.after.root.cls} · {found or 'no module changes'}"
+                f" · params {b:,} -> {a:,}")
+
+
+def _change_lines(mc: Any) -> Iterable[str]:
+    """``p 0.1 -> 0.2``, ``weight shape (2, 768) -> (3, 768)``: the differ's own wording."""
+    for ac in mc.attrs:
+        yield str(ac)
+    for tc in mc.tensors:
+        yield str(tc)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, tuple) and len(v) == 1:
+        return str(v[0])
+    return str(v)
+
+
+# -- labels -----------------------------------------------------------------------------------
+def _short_attrs(node: Node) -> str:
+    """The attributes worth a glance, by kind: ``768 -> 3072``, ``30522 x 768``, ``p=0.1``.
+
+    >>> from modeldiff.graph import Kind, Node
+    >>> _short_attrs(Node(path="e", cls="Embedding", qualname="", kind=Kind.EMBEDDING,
+    ...                attrs=(("num_embeddings", 30522), ("embedding_dim", 768))))
+    '30522 x 768'
+    """
+    a = dict(node.attrs)
+    k = node.kind
+    if k == Kind.LINEAR and "in_features" in a and "out_features" in a:
+        return f"{a['in_features']} -> {a['out_features']}"
+    if k == Kind.CONV and "in_channels" in a:
+        out = f"{a['in_channels']} -> {a.get('out_channels', '?')}"
+        if "kernel_size" in a:
+            out += f", k={_fmt(a['kernel_size'])}"
+        if "stride" in a and _fmt(a["stride"]) != "1":
+            out += f", s={_fmt(a['stride'])}"
+        return out
+    if k == Kind.EMBEDDING and "num_embeddings" in a:
+        return f"{a['num_embeddings']} x {a.get('embedding_dim', '?')}"
+    if k == Kind.NORM:
+        parts = []
+        for dim_key in ("normalized_shape", "num_features", "num_channels"):
+            if dim_key in a:
+                parts.append(_fmt(a[dim_key]))
+                break
+        if "eps" in a:
+            parts.append(f"eps={a['eps']}")
+        return ", ".join(parts)
+    if k == Kind.DROPOUT and "p" in a:
+        return f"p={a['p']}"
+    if k == Kind.RECURRENT and "input_size" in a:
+        return f"{a['input_size']} -> {a.get('hidden_size', '?')}"
+    if k in (Kind.ACTIVATION, Kind.IDENTITY):
+        return ""
+    shown = [f"{n}={_fmt(v)}" for n, v in node.attrs[:2]]
+    return ", ".join(shown)
+
+
+def _box_label(it: _Item) -> str:
+    name = html.escape(it.name)
+    marker = CHANGE_STYLE[it.change][2] + " " if it.change else ""
+    lines = [f"<b>{html.escape(marker)}{name}</b>"]
+    sub = it.node.cls
+    # a changed module lists its changes instead (after-values would repeat them)
+    attrs = _short_attrs(it.node) if not it.collapsed and not it.change_lines else ""
+    if it.group is not None:
+        sub += f" x{it.group.count}"
+    if attrs:
+        sub += f" · {attrs}"
+    lines.append(f'<font point-size="10">{html.escape(sub)}</font>')
+    for c in it.change_lines:
+        lines.append(f'<font point-size="10">{html.escape(c)}</font>')
+    stats = []
+    if it.params and not any(c.startswith("params ") for c in it.change_lines):
+        stats.append(f"{it.params:,} params" + (" each" if it.group is not None else ""))
+    if it.detail:
+        stats.append(it.detail)
+    for s in stats:
+        lines.append(f'<font point-size="9" color="{MUTED}">{html.escape(s)}</font>')
+    return "<" + "<br/>".join(lines) + ">"
+
+
+def _cluster_label(it: _Item) -> str:
+    marker = CHANGE_STYLE[it.change][2] + " " if it.change else ""
+    head = (f"<b>{html.escape(marker + it.name)}</b>  " if it.path or it.change else ""
+            ) + html.escape(it.node.cls)
+    if it.group is not None:
+        head += f"<b> x{it.group.count}</b>"
+    bits = []
+    if it.params:
+        bits.append(f"{it.params:,} params" + (" each" if it.group is not None else ""))
+    if it.detail:
+        bits.append(it.detail)
+    lines = [head]
+    lines.extend(html.escape(c) for c in it.change_lines)
+    if bits:
+        lines.append(f'<font point-size="9" color="{MUTED}">{html.escape(" · ".join(bits))}'
+                     "</font>")
+    return "<" + '<br align="left"/>'.join(lines) + '<br align="left"/>>'
+
+
+def _classes(it: _Item) -> str:
+    cls = ["module", str(it.kind)]
+    if it.group is not None:
+        cls.append("repeat")
+    if it.collapsed:
+        cls.append("collapsed")
+    if it.change:
+        cls.append(it.change)
+    return " ".join(cls)
+
+
+# -- DOT --------------------------------------------------------------------------------------
+def _top(it: _Item) -> str:
+    """The box a layout edge enters ``it`` at (its first box)."""
+    while it.children:
+        it = it.children[0]
+    return it.id
+
+
+def _bottom(it: _Item) -> str:
+    """The box a layout edge leaves ``it`` from (the first box of its last row)."""
+    while it.children:
+        it = _rows(it)[-1][0]
+    return it.id
+
+
+def _rows(it: _Item) -> list[list[_Item]]:
+    """Consecutive leaf children share a row (ROW_WIDTH at most); each cluster is a row."""
+    rows: list[list[_Item]] = []
+    for c in it.children:
+        if c.children or not rows or rows[-1][0].children or len(rows[-1]) >= ROW_WIDTH:
+            rows.append([c])
+        else:
+            rows[-1].append(c)
+    return rows
+
+
+def _emit(root: _Item, *, caption: str, ties: Sequence[_Tie], direction: str,
+          diff: bool) -> graphviz.Digraph:
+    dot = graphviz.Digraph(
+        "modeldiff",
+        graph_attr={"rankdir": direction, "newrank": "true", "compound": "true",
+                    "fontname": FONT, "fontsize": "11", "nodesep": "0.18", "ranksep": "0.22",
+                    "label": caption, "labelloc": "b", "labeljust": "l", "margin": "0.1",
+                    "tooltip": caption},
+        node_attr={"shape": "box", "style": "rounded,filled", "fontname": FONT,
+                   "fontsize": "11", "margin": "0.1,0.04", "penwidth": "0.8",
+                   "color": "#666666"},
+        edge_attr={"arrowsize": "0.6", "color": "#888888"},
+    )
+    edges: list[tuple[str, str]] = []
+
+    def fill(it: _Item) -> dict[str, str]:
+        if it.change:
+            border, tint, _, style = CHANGE_STYLE[it.change]
+            return {"fillcolor": tint, "color": border, "penwidth": "2",
+                    "style": f"rounded,filled,{style}" if style != "solid" else "rounded,filled"}
+        if diff:
+            return {"fillcolor": UNCHANGED_FILL}
+        return {"fillcolor": KIND_FILL.get(it.kind, CLUSTER_FILL_DEFAULT)}
+
+    def node(g: graphviz.Digraph, it: _Item) -> None:
+        attrs = {"class": _classes(it), **fill(it), "tooltip": it.path or "(root)"}
+        if it.collapsed or it.group is not None:
+            attrs["peripheries"] = "2"
+        g.node(it.id, _box_label(it), **attrs)
+
+    def cluster(g: graphviz.Digraph, it: _Item) -> None:
+        with g.subgraph(name=f"cluster:{it.id}") as sub:
+            if it.change:
+                border, tint, _, style = CHANGE_STYLE[it.change]
+                look = {"fillcolor": tint, "color": border, "penwidth": "2",
+                        "style": "rounded,filled" + (",dashed" if style == "dashed" else "")}
+            elif it.group is not None:
+                look = {"fillcolor": GROUP_FILL, "color": "#4477AA", "penwidth": "1.6",
+                        "style": "rounded,filled"}
+            else:
+                look = {"fillcolor": CLUSTER_FILL.get(it.kind, CLUSTER_FILL_DEFAULT),
+                        "color": "#999999", "penwidth": "0.8", "style": "rounded,filled"}
+            sub.attr(label=_cluster_label(it), labeljust="l", labelloc="t", fontsize="11",
+                     margin="10", tooltip=it.path or "(root)", **{"class": _classes(it)}, **look)
+            rows = _rows(it)
+            for upper, lower in itertools.pairwise(rows):
+                # one edge per pair of rows: the rest of a row follows by rank=same
+                edges.append((_bottom(upper[0]), _top(lower[0])))
+            for row in rows:
+                if row[0].children:
+                    cluster(sub, row[0])
+                elif len(row) == 1:
+                    node(sub, row[0])
+                else:  # side by side, in definition order
+                    with sub.subgraph() as same:
+                        same.attr(rank="same")
+                        for c in row:
+                            node(same, c)
+                        for a, b in itertools.pairwise(row):
+                            same.edge(a.id, b.id, style="invis")
+
+    if root.children:
+        cluster(dot, root)
+    else:
+        node(dot, root)
+    seen: set[tuple[str, str]] = set()
+    for u, v in edges:
+        if (u, v) not in seen:
+            seen.add((u, v))
+            dot.edge(u, v, style="invis")
+    for t in ties:
+        ends = {k: v for k, v in (("ltail", t.ltail), ("lhead", t.lhead)) if v}
+        dot.edge(t.tail, t.head, style="dashed", constraint="false", color="#AA3377",
+                 penwidth="1.2", label="tied", fontsize="9", fontcolor="#AA3377",
+                 tooltip=t.tooltip, dir="none", **ends)
+    return dot
+
+
+# -- files and notebooks ----------------------------------------------------------------------
+def save(obj: Renderable | graphviz.Digraph, path: str | os.PathLike[str],
+         **render_options: Any) -> Path:
+    """Write a diagram to ``path``; the extension picks the format (.dot, .gv, .svg, .png,
+    .pdf). ``obj`` is a graph, a diff, or a Digraph from :func:`render`; ``render_options``
+    go to :func:`render`. The file is written atomically: on any error nothing is left
+    half-written. Returns the path.
+
+    >>> import tempfile, pathlib
+    >>> from modeldiff.graph import Kind, ModelGraph, Node
+    >>> g = ModelGraph(nodes=(Node(path="", cls="ReLU", qualname="torch.nn.ReLU",
+    ...                            kind=Kind.ACTIVATION),))
+    >>> out = save(g, pathlib.Path(tempfile.mkdtemp()) / "relu.dot")
+    >>> out.read_text().startswith("digraph modeldiff {")
+    True
+    """
+    target = Path(path)
+    fmt = FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the diagram format from {str(target)!r}: use one of "
+                         f"{', '.join(FORMATS)} as the file extension")
+    if isinstance(obj, graphviz.Digraph):
+        if render_options:
+            raise TypeError("render options apply to a graph or diff, not to a ready Digraph")
+        dot = obj
+    else:
+        dot = render(obj, **render_options)
+    data = dot.source.encode() if fmt == "dot" else _pipe(dot, fmt)
+    _write_atomic(target, data)
+    return target
+
+
+def _pipe(dot: graphviz.Digraph, fmt: str) -> bytes:
+    try:
+        return dot.pipe(format=fmt)
+    except graphviz.ExecutableNotFound as e:
+        raise GraphvizNotFoundError(fmt) from e
+    except graphviz.CalledProcessError as e:
+        stderr = (e.stderr or b"").decode(errors="replace").strip()
+        raise ModelDiffError(f"Graphviz's dot failed to lay out the diagram as {fmt} "
+                             f"(exit {e.returncode}): {stderr or 'no message'}") from e
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    parent = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def mimebundle(obj: Renderable, **render_options: Any) -> dict[str, str]:
+    """What Jupyter shows for a graph or diff: SVG when Graphviz's ``dot`` is installed,
+    otherwise the text summary. Used by ``_repr_mimebundle_``.
+
+    >>> from modeldiff.graph import Kind, ModelGraph, Node
+    >>> g = ModelGraph(nodes=(Node(path="", cls="ReLU", qualname="torch.nn.ReLU",
+    ...                            kind=Kind.ACTIVATION),))
+    >>> sorted(mimebundle(g))  # doctest: +SKIP
+    ['image/svg+xml', 'text/plain']
+    >>> "text/plain" in mimebundle(g)
+    True
+    """
+    text = obj.summary() if isinstance(obj, ModelGraph) else str(obj)
+    bundle = {"text/plain": text}
+    with contextlib.suppress(GraphvizNotFoundError):  # no dot: text only
+        bundle["image/svg+xml"] = _pipe(render(obj, **render_options), "svg").decode()
+    return bundle
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}.{name}" if parent else name
+
