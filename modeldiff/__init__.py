@@ -29,6 +29,7 @@ __all__ = [
     "errors",
     "head_delta",
     "pipeline_steps",
+    "render",
     "tiny_config",
     "walk",
     "weight_diff",
@@ -49,9 +50,11 @@ _LAZY = {
     "GraphDiff": "modeldiff.differ",
     "HeadDelta": "modeldiff.differ",
     "tiny_config": "modeldiff.tiny",
+    "render": "modeldiff.diagram",
 }
 
 if TYPE_CHECKING:
+    from modeldiff.diagram import render
     from modeldiff.differ import GraphDiff, HeadDelta, diff, head_delta, weight_diff
     from modeldiff.pipeline import Prediction, classify, pipeline_steps
     from modeldiff.tiny import tiny_config
