@@ -125,7 +125,8 @@ class Tensor:
                              "device": self.device, "requires_grad": self.requires_grad}
         if self.buffer:
             d["buffer"] = True
-            d["persistent"] = self.persistent
+        if not self.persistent:
+            d["persistent"] = False
         if self.tied_to is not None:
             d["tied_to"] = self.tied_to
         if self.derived:
