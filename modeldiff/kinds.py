@@ -134,7 +134,31 @@ def _rmsnorm(a: dict[str, AttrValue]) -> tuple[tuple[str, tuple[int, ...]], ...]
         shape = (shape,)
     if not isinstance(shape, tuple) or not all(isinstance(x, int) for x in shape):
         return ()
+    if a.get("elementwise_affine", True) is False:  # nn.RMSNorm(..., elementwise_affine=False)
+        return ()
     return (("weight", tuple(x for x in shape if isinstance(x, int))),)
+
+
+def _conv1d(a: dict[str, AttrValue]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """transformers' GPT-2 ``Conv1D(nf=..., nx=...)``: a linear layer with its weight
+    stored transposed, (nx, nf)."""
+    nf, nx = a.get("nf"), a.get("nx")
+    if not isinstance(nf, int) or not isinstance(nx, int):
+        return ()
+    return (("weight", (nx, nf)), ("bias", (nf,)))
+
+
+def _only(rule: ShapeRule, keys: str) -> ShapeRule:
+    """``rule``, applied only when the attributes are exactly the kind the rule was written
+    for (no key outside ``keys``). Classes known only by their name ("LlamaRMSNorm") get
+    shapes when they print what the torch class prints, and none when they print more."""
+    allowed = frozenset(keys.split())
+
+    def checked(a: dict[str, AttrValue]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return rule(a) if a and allowed.issuperset(a) else ()
+
+    checked.__name__ = checked.__qualname__ = f"{rule.__name__}_only"
+    return checked
 
 
 _R = registry.register
@@ -185,6 +209,19 @@ _NAME_RULES: tuple[tuple[re.Pattern[str], Kind, tuple[str, ...]], ...] = (
 )
 
 
+# Parameter shapes for leaves known only by their class name, so that a printed model's
+# subclasses of nn.Linear / nn.Embedding / nn.LayerNorm and HF's RMSNorms get derived shapes
+# (walk reads the real tensors, it never uses these). First match wins.
+_NAME_SHAPES: tuple[tuple[re.Pattern[str], ShapeRule], ...] = (
+    (re.compile(r"Conv1D$"), _only(_conv1d, "nf nx")),
+    (re.compile(r"Linear$"), _only(_linear, "in_features out_features bias")),
+    (re.compile(r"Embedding$"), _only(_embedding, "num_embeddings embedding_dim padding_idx "
+                                                  "max_norm norm_type scale_grad_by_freq sparse")),
+    (re.compile(r"(RMSNorm|RmsNorm)$"), _only(_rmsnorm, "normalized_shape eps elementwise_affine")),
+    (re.compile(r"LayerNorm$"), _only(_layernorm, "normalized_shape eps elementwise_affine bias")),
+)
+
+
 @lru_cache(maxsize=4096)
 def _guess(name: str, has_children: bool) -> KindSpec:
     for pattern, kind, positional in _NAME_RULES:
@@ -193,7 +230,10 @@ def _guess(name: str, has_children: bool) -> KindSpec:
             # leaves get the leaf kinds that imply their own weights (embedding, norm).
             if has_children and kind in (Kind.EMBEDDING, Kind.NORM, Kind.LINEAR):
                 break
-            return KindSpec(kind, positional, registered=False)
+            shapes = None
+            if not has_children:
+                shapes = next((rule for p, rule in _NAME_SHAPES if p.search(name)), None)
+            return KindSpec(kind, positional, shapes, registered=False)
     return KindSpec(Kind.BLOCK if has_children else Kind.OTHER, registered=False)
 
 
