@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import graphviz
 
-from modeldiff.errors import GraphvizNotFoundError, ModelDiffError
+from modeldiff.errors import GraphvizNotFoundError, InvalidArgumentError, ModelDiffError
 from modeldiff.graph import Kind, ModelGraph, Node, RepeatGroup
 
 if TYPE_CHECKING:
@@ -148,10 +148,10 @@ def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = Tr
     True
     """
     if direction not in ("TB", "LR", "BT", "RL"):
-        raise ValueError(f"render(direction=...) must be 'TB', 'LR', 'BT' or 'RL'; "
-                         f"got {direction!r}")
+        raise InvalidArgumentError("render(direction=...)", direction,
+                                   "'TB', 'LR', 'BT' or 'RL'")
     if depth is not None and (not isinstance(depth, int) or depth < 0):
-        raise ValueError(f"render(depth=...) must be a non-negative int or None; got {depth!r}")
+        raise InvalidArgumentError("render(depth=...)", depth, "a non-negative int or None")
     if isinstance(obj, ModelGraph):
         root = _ModelView(obj, depth=depth, fold_repeats=fold_repeats).build()
         caption = title if title is not None else _model_caption(obj)
@@ -698,11 +698,13 @@ def save(obj: Renderable | graphviz.Digraph, path: str | os.PathLike[str],
     target = Path(path)
     fmt = FORMATS.get(target.suffix.lower())
     if fmt is None:
-        raise ValueError(f"cannot tell the diagram format from {str(target)!r}: use one of "
-                         f"{', '.join(FORMATS)} as the file extension")
+        raise InvalidArgumentError("save(path)", str(target), "a file name ending in one of "
+                                   f"{', '.join(FORMATS)} (the extension picks the format)")
     if isinstance(obj, graphviz.Digraph):
         if render_options:
-            raise TypeError("render options apply to a graph or diff, not to a ready Digraph")
+            raise InvalidArgumentError("save(**render_options)", render_options,
+                                       "empty when saving a ready Digraph (render it with the "
+                                       "options instead)")
         dot = obj
     else:
         dot = render(obj, **render_options)
