@@ -242,7 +242,8 @@ def main(quick: bool = False) -> str:
          f"{worst_spread:.2f}", verdict(worst_spread <= MAX_SPREAD)],
         [f"walk max/median <= {MAX_SPREAD:g} ({repeats} walks), CPU time",
          f"{worst_cpu_spread:.2f}", verdict(worst_cpu_spread <= MAX_SPREAD)],
-        ["full collections during the walks: 0", f"{walk_full_gcs}", verdict(walk_full_gcs == 0)],
+        [f"(context) full collections during the {repeats * len(results)} timed walks",
+         f"{walk_full_gcs}", "-"],
         [f"extra memory, 405B walk < {MAX_EXTRA_MB:g} MB", f"{extra:.1f} MB",
          verdict(extra < MAX_EXTRA_MB)],
     ])
