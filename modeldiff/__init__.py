@@ -16,20 +16,24 @@ from modeldiff.graph import Kind, ModelGraph, Node, Tensor
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointDiff",
     "GraphDiff",
     "HeadDelta",
     "Kind",
     "ModelGraph",
     "Node",
     "Prediction",
+    "RoundTripReport",
     "Tensor",
     "__version__",
     "classify",
+    "compare_checkpoints",
     "diff",
     "errors",
     "head_delta",
     "pipeline_steps",
     "render",
+    "roundtrip",
     "tiny_config",
     "walk",
     "weight_diff",
@@ -51,12 +55,18 @@ _LAZY = {
     "HeadDelta": "modeldiff.differ",
     "tiny_config": "modeldiff.tiny",
     "render": "modeldiff.diagram",
+    "roundtrip": "modeldiff.saveload",
+    "RoundTripReport": "modeldiff.saveload",
+    "compare_checkpoints": "modeldiff.tensors",
+    "CheckpointDiff": "modeldiff.tensors",
 }
 
 if TYPE_CHECKING:
     from modeldiff.diagram import render
     from modeldiff.differ import GraphDiff, HeadDelta, diff, head_delta, weight_diff
     from modeldiff.pipeline import Prediction, classify, pipeline_steps
+    from modeldiff.saveload import RoundTripReport, roundtrip
+    from modeldiff.tensors import CheckpointDiff, compare_checkpoints
     from modeldiff.tiny import tiny_config
     from modeldiff.walker import walk
 
