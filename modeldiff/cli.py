@@ -145,6 +145,43 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- diff -----------------------------------------------------------------------------------
+def _add_diff(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("diff", help="the structural difference of two models",
+                       description="Print what differs between A and B as a +/-/~ tree. Exit "
+                                   "status 0 when they are the same, 1 when different, 2 on "
+                                   "error (like diff(1)).")
+    _model_arg(p, "a", "the first model")
+    _model_arg(p, "b", "the second model")
+    p.add_argument("--task", choices=TASK_CHOICES,
+                   help="which head to build for a side given by name or folder")
+    p.add_argument("--task-a", choices=TASK_CHOICES, help="--task for A only")
+    p.add_argument("--task-b", choices=TASK_CHOICES, help="--task for B only")
+    p.add_argument("--align", default="auto",
+                   help="'auto' (default), a module path to align at, or 'none' for path to path")
+    p.add_argument("--weights", action="store_true",
+                   help="also compare weight values (folders or real models only)")
+    p.add_argument("--json", action="store_true", help="print the diff as JSON")
+    p.set_defaults(run=_cmd_diff)
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from modeldiff.differ import diff
+    from modeldiff.walker import walk
+
+    a = walk(args.a, task=args.task_a or args.task)
+    b = walk(args.b, task=args.task_b or args.task)
+    align = None if args.align == "none" else args.align
+    if args.weights:
+        # weights need values: give diff the folders, it walks them again (headers only)
+        result = diff(args.a, args.b, align=align, weights=True,
+                      task=args.task_a or args.task_b or args.task)
+    else:
+        result = diff(a, b, align=align)
+    print(result.to_json() if args.json else result)
+    return 1 if result else 0
+
+
 # -- roundtrip ------------------------------------------------------------------------------
 def _add_roundtrip(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("roundtrip", help="save_pretrained, from_pretrained, and compare",
@@ -232,6 +269,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
     _add_summary,
+    _add_diff,
     _add_classify,
     _add_render,
     _add_roundtrip,

@@ -549,7 +549,8 @@ def _diff_graphs(a: ModelGraph, b: ModelGraph, al: Alignment, *,
                                         attrs=attrs, tensors=tensors))
     order_b = {n.path: i for i, n in enumerate(b.nodes)}
     changes.sort(key=lambda c: order_b[c.path])
-    modules = tuple(_fold(changes, b) + _fold(removed, a))
+    modules = tuple(_fold(changes, b, partner=a, to_partner=al.to_before)
+                    + _fold(removed, a, partner=b, to_partner=al.to_after))
     ties = _tie_changes(a, b, al) if "ties" in both else ()
     config = _config_changes(a, b) if "config" in both else ()
     return GraphDiff(before=a, after=b, alignment=al, modules=modules, ties=ties, config=config,
@@ -662,10 +663,16 @@ def _config_changes(a: ModelGraph, b: ModelGraph) -> tuple[ConfigChange, ...]:
     return tuple(out)
 
 
-def _fold(changes: list[ModuleChange], g: ModelGraph) -> list[ModuleChange]:
-    """Fold a change that every member of a repeat group shows identically into one entry."""
+def _fold(changes: list[ModuleChange], g: ModelGraph, *, partner: ModelGraph,
+          to_partner: Any) -> list[ModuleChange]:
+    """Fold a change that every member of a repeat group shows identically into one entry.
+
+    A changed module folds only when its group is a group on both sides (the same members,
+    mapped through the alignment), so that diff(b, a) folds exactly what diff(a, b) does.
+    """
     if not g.repeats or not changes:
         return changes
+    partner_groups = {r.paths for r in partner.repeats}
     member_of: dict[str, tuple[int, int]] = {}
     for gi, grp in enumerate(g.repeats):
         for mi, p in enumerate(grp.paths):
@@ -687,8 +694,12 @@ def _fold(changes: list[ModuleChange], g: ModelGraph) -> list[ModuleChange]:
         key = (gi, rest, c.change, _change_sig(c))
         buckets.setdefault(key, []).append((mi, c))
     out = list(loose)
-    for (gi, _rest, _ch, _sig), items in buckets.items():
-        if len(items) == g.repeats[gi].count and len(items) > 1:
+    for (gi, _rest, change, _sig), items in buckets.items():
+        group = g.repeats[gi]
+        foldable = len(items) == group.count and len(items) > 1
+        if foldable and change is Change.CHANGED:
+            foldable = tuple(to_partner(p) for p in group.paths) in partner_groups
+        if foldable:
             items.sort(key=lambda x: x[0])
             first = items[0][1]
             out.append(ModuleChange(path=first.path, change=first.change, before=first.before,
