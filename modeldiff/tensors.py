@@ -39,7 +39,12 @@ import torch
 from torch import nn
 
 from modeldiff.checkpoint import checkpoint_files, load_bin, read_header
-from modeldiff.errors import CheckpointError, InputTypeError, NotMaterializedError
+from modeldiff.errors import (
+    CheckpointError,
+    InputTypeError,
+    InvalidArgumentError,
+    NotMaterializedError,
+)
 from modeldiff.graph import StrEnum
 
 __all__ = [
@@ -576,8 +581,10 @@ def compare_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str], *,
     corrupt headers, shards that an index names but that do not exist, and pickles that need
     more than tensors to load.
     """
-    if rtol < 0 or atol < 0 or math.isnan(rtol) or math.isnan(atol):
-        raise ValueError(f"rtol and atol must be >= 0; got rtol={rtol}, atol={atol}")
+    for arg, tol in (("rtol", rtol), ("atol", atol)):
+        if not 0 <= tol < math.inf:
+            raise InvalidArgumentError(f"compare_checkpoints({arg})", tol,
+                                       "a finite number >= 0")
     with _open(a, "compare_checkpoints(a)") as sa, _open(b, "compare_checkpoints(b)") as sb:
         if (sa.folder is None) != (sb.folder is None):
             raise InputTypeError("compare_checkpoints(b)", b,
