@@ -267,98 +267,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 1 if result else 0
 
 
-# -- roundtrip ------------------------------------------------------------------------------
-def _add_roundtrip(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("roundtrip", help="save_pretrained, from_pretrained, and compare",
-                       description="Save MODEL with save_pretrained into a temporary folder, "
-                                   "load it back and compare structure, state dict, config and "
-                                   "outputs. Exit status 0 when it survives intact, 1 when "
-                                   "something changed, 2 on error.")
-    p.add_argument("model", help="a checkpoint folder (loaded with its weights) or a model_type "
-                   "such as 'distilbert' (built from the default config with seeded random "
-                   "weights on CPU)")
-    p.add_argument("--task", choices=TASK_CHOICES, help="which head to build for a model_type "
-                   "(default: base; a folder uses the class its config.json names)")
-    p.add_argument("--max-shard-size", default=None,
-                   help="passed to save_pretrained, e.g. 200MB, to check a sharded save")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(run=_cmd_roundtrip)
-
-
-def _cmd_roundtrip(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import torch
-
-    from modeldiff.saveload import roundtrip
-    from modeldiff.walker import build_model
-
-    folder = Path(args.model).expanduser()
-    tokenizer = None
-    if folder.is_dir():
-        import transformers
-
-        from modeldiff.checkpoint import read_config_json
-
-        archs = read_config_json(folder).get("architectures") or ()
-        cls = getattr(transformers, archs[0], None) if archs else None
-        if args.task is not None or cls is None:
-            from modeldiff.walker import TASKS
-
-            cls = getattr(transformers, TASKS[args.task or "base"])
-        model = cls.from_pretrained(folder)
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-        except (OSError, ValueError, TypeError, KeyError):
-            tokenizer = None  # a folder without tokenizer files: seeded token ids instead
-    else:
-        from transformers import AutoConfig
-
-        from modeldiff.walker import _model_types
-
-        if args.model not in _model_types():
-            from modeldiff.errors import UnknownModelTypeError
-            from modeldiff.kinds import suggest
-
-            raise UnknownModelTypeError(args.model,
-                                        suggestions=suggest(args.model, _model_types()))
-        torch.manual_seed(0)
-        model = build_model(AutoConfig.for_model(args.model), task=args.task, device="cpu")
-    report = roundtrip(model, tokenizer=tokenizer, max_shard_size=args.max_shard_size)
-    print(report.to_json() if args.json else report)
-    return 0 if report.ok else 1
-
-
-# -- compare --------------------------------------------------------------------------------
-def _add_compare(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("compare", help="compare two checkpoints tensor by tensor",
-                       description="Compare two checkpoint folders (single or sharded "
-                                   "safetensors, or .bin) or two weight files, streamed. Exit "
-                                   "status 0 when the same (within --rtol/--atol), 1 when "
-                                   "different, 2 on error.")
-    p.add_argument("a", help="the first checkpoint folder or weight file")
-    p.add_argument("b", help="the second checkpoint folder or weight file")
-    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
-    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
-    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    p.set_defaults(run=_cmd_compare)
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from modeldiff.tensors import compare_checkpoints
-
-    result = compare_checkpoints(args.a, args.b, rtol=args.rtol, atol=args.atol)
-    print(result.to_json() if args.json else result)
-    return 1 if result else 0
-
-
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
     _add_summary,
     _add_diff,
     _add_classify,
     _add_render,
-    _add_roundtrip,
-    _add_compare,
     _add_roundtrip,
     _add_compare,
 ]
