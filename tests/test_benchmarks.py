@@ -30,6 +30,7 @@ def test_bench_walk_quick_prints_every_model_competitor_and_target() -> None:
         # torchinfo works on meta models: every cell is measured, none is "n/a".
         assert "n/a" not in row, row
     assert "| tracemalloc peak during walk " in out
+    assert "walks of the 405B shape back to back" in out
     for target in ("walk / named_parameters <=", "torchinfo / walk >=", "walk max/median <=",
                    "extra memory, 405B walk <"):
         assert f"| {target}" in out
