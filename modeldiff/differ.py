@@ -19,7 +19,7 @@ import fnmatch
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from modeldiff.errors import AlignmentError, InputTypeError
 from modeldiff.graph import AttrValue, ModelGraph, Node, StrEnum, Tensor, format_attrs
@@ -76,7 +76,7 @@ class _Absent:
 
 
 ABSENT = _Absent()
-Value = Union[AttrValue, _Absent]
+Value = AttrValue | _Absent
 
 _MAX_CONFIG_LINES = 12  # in str(); to_json() lists every key
 
@@ -113,7 +113,8 @@ class TensorChange:
         if self.change is Change.REMOVED:
             assert self.before is not None
             return f"-{self.name} {_tensor_desc(self.before)}"
-        assert self.before is not None and self.after is not None
+        assert self.before is not None
+        assert self.after is not None
         parts = []
         for f in self.fields:
             b, a = getattr(self.before, f), getattr(self.after, f)
@@ -534,7 +535,7 @@ def _diff_graphs(a: ModelGraph, b: ModelGraph, al: Alignment, *,
     # Changed: pairs present on both sides.
     compare_tensors = "shapes" in both
     for nb in b.nodes:
-        if nb.path in wrappers_b and nb.path != al.after or _ignored(nb.path, ignore):
+        if (nb.path in wrappers_b and nb.path != al.after) or _ignored(nb.path, ignore):
             continue
         pa = al.to_before(nb.path)
         if pa is None or pa not in a:
@@ -598,7 +599,7 @@ def _same_value(x: Value, y: Value) -> bool:
     if isinstance(x, bool) or isinstance(y, bool):
         return x is y
     if isinstance(x, tuple) and isinstance(y, tuple):
-        return len(x) == len(y) and all(_same_value(p, q) for p, q in zip(x, y))
+        return len(x) == len(y) and all(_same_value(p, q) for p, q in zip(x, y, strict=False))
     return x == y
 
 
@@ -649,7 +650,8 @@ def _tie_changes(a: ModelGraph, b: ModelGraph, al: Alignment) -> tuple[TieChange
 
 
 def _config_changes(a: ModelGraph, b: ModelGraph) -> tuple[ConfigChange, ...]:
-    assert a.hf is not None and b.hf is not None
+    assert a.hf is not None
+    assert b.hf is not None
     if a.hf.config_json == b.hf.config_json:
         return ()
     ca, cb = a.hf.config, b.hf.config
@@ -738,7 +740,7 @@ def _head_delta(base: ModelGraph, head: ModelGraph, prefix: str) -> HeadDelta:
         if src is not None and (src in supplied or src in head_keys):
             continue  # loaded through its tie
         missing.append(k)
-    used = {k for k in head_keys}
+    used = set(head_keys)
     unexpected = [k for k in base_keys if _join(prefix, k) not in used]
     ign_m = head.hf.ignore_missing if head.hf else ()
     ign_u = head.hf.ignore_unexpected if head.hf else ()

@@ -57,7 +57,8 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-AttrValue = Union[int, float, bool, str, None, tuple["AttrValue", ...]]
+# A recursive alias: the "X | Y" spelling cannot name itself at runtime on Python 3.10.
+AttrValue = Union[int, float, bool, str, None, tuple["AttrValue", ...]]  # noqa: UP007
 
 # Bytes per element, by the dtype names torch and safetensors use (torch's str(dtype) minus "torch.").
 DTYPE_BYTES: Mapping[str, float] = MappingProxyType(

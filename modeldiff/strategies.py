@@ -75,7 +75,7 @@ def _tree(draw: st.DrawFn, depth: int, dim: int) -> Any:
     if container == "dict":
         names = draw(st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True),
                               min_size=n, max_size=n, unique=True))
-        return nn.ModuleDict(dict(zip(names, kids)))
+        return nn.ModuleDict(dict(zip(names, kids, strict=False)))
     plain = nn.Module()
     for i, k in enumerate(kids):
         plain.add_module(f"m{i}", k)

@@ -37,7 +37,6 @@ from modeldiff.errors import (
 from modeldiff.graph import (
     HFInfo,
     ModelGraph,
-    Node,
     RepeatGroup,
     Tensor,
     Tie,
@@ -115,8 +114,8 @@ def _walk_name(obj: str | os.PathLike[str], *, task: str | None) -> ModelGraph:
 
         return _walk_config(AutoConfig.for_model(text), task=task,
                             source=f"{text} default config (built on meta)")
-    if isinstance(obj, os.PathLike) or text.startswith((".", "/", "~")) or os.sep in text and \
-            text.count("/") > 1:
+    if isinstance(obj, os.PathLike) or text.startswith((".", "/", "~")) or (os.sep in text and \
+            text.count("/") > 1):
         from modeldiff.errors import CheckpointError
 
         raise CheckpointError(f"no such folder: {path}", path=path)

@@ -41,9 +41,14 @@ def test_canonical_distilbert_case(base_and_head):
     base, head = base_and_head
     d = modeldiff.diff(base, head)
     assert str(d) == CANONICAL
-    assert d.alignment.after == "distilbert" and d.alignment.how == "base_model_prefix"
+    assert d.alignment.after == "distilbert"
+    assert d.alignment.how == "base_model_prefix"
     assert [c.path for c in d.added] == ["pre_classifier", "classifier", "dropout"]
-    assert not d.removed and not d.changed and not d.ties and not d.config and bool(d)
+    assert not d.removed
+    assert not d.changed
+    assert not d.ties
+    assert not d.config
+    assert bool(d)
     # The numbers printed are the models' own: the head adds exactly what the diff says.
     added = sum(c.after.totals.params for c in d.added)
     assert added == head.num_parameters() - base.num_parameters() == 590_592 + 1_538
@@ -53,7 +58,8 @@ def test_reverse_reports_the_same_modules_removed(base_and_head):
     base, head = base_and_head
     d = modeldiff.diff(head, base)
     assert [c.path for c in d.removed] == ["pre_classifier", "classifier", "dropout"]
-    assert not d.added and not d.changed
+    assert not d.added
+    assert not d.changed
     assert str(d).splitlines()[1:] == [line.replace("+", "-", 1)
                                        for line in CANONICAL.splitlines()[1:]]
     assert d.alignment.before == "distilbert"
@@ -69,7 +75,9 @@ def test_names_configs_and_graphs_compare_alike(base_and_head):
 def test_identical_models_have_no_diff(base_and_head):
     _, head = base_and_head
     d = modeldiff.diff(head, head)
-    assert not d and d.modules == () and str(d).endswith("no differences")
+    assert not d
+    assert d.modules == ()
+    assert str(d).endswith("no differences")
 
 
 def test_changes_fold_across_repeat_groups():
@@ -133,7 +141,7 @@ def test_attribute_that_only_one_side_has():
 def test_class_change_is_reported():
     d = modeldiff.diff(nn.Sequential(nn.ReLU()), nn.Sequential(nn.GELU()), align=None)
     (c,) = d.changed
-    assert [(x.name, x.before, x.after) for x in c.attrs][0] == ("class", "ReLU", "GELU")
+    assert next((x.name, x.before, x.after) for x in c.attrs) == ("class", "ReLU", "GELU")
 
 
 def test_different_families_compare_path_to_path():
@@ -141,19 +149,22 @@ def test_different_families_compare_path_to_path():
     assert d.alignment.how == "identity"
     assert {c.path for c in d.removed} >= {"encoder", "pooler"}
     assert "transformer" in {c.path for c in d.added}
-    assert d.config and any(c.key == "model_type" for c in d.config)
+    assert d.config
+    assert any(c.key == "model_type" for c in d.config)
 
 
 def test_forced_alignment_and_errors(base_and_head):
     base, head = base_and_head
     forced = modeldiff.diff(base, head, align="distilbert")
-    assert forced.alignment.how == "forced" and [c.path for c in forced.added] == \
+    assert forced.alignment.how == "forced"
+    assert [c.path for c in forced.added] == \
         ["pre_classifier", "classifier", "dropout"]
     pair = modeldiff.diff(base, head, align=("", "distilbert"))
     assert pair.modules == forced.modules
     plain = modeldiff.diff(base, head, align=None)
-    assert plain.alignment.how == "none" and len(plain.added) > 3
-    with pytest.raises(AlignmentError, match="cannot align at 'bert'.*Candidates: distilbert") as e:
+    assert plain.alignment.how == "none"
+    assert len(plain.added) > 3
+    with pytest.raises(AlignmentError, match=r"cannot align at 'bert'.*Candidates: distilbert") as e:
         modeldiff.diff(base, head, align="bert")
     assert "distilbert" in e.value.candidates
 
@@ -185,7 +196,7 @@ def test_json_carries_everything(base_and_head):
 
 def test_weights_on_meta_models_are_refused(base_and_head):
     base, head = base_and_head
-    with pytest.raises(NotMaterializedError, match="not materiali[sz]ed|meta"):
+    with pytest.raises(NotMaterializedError, match=r"not materiali[sz]ed|meta"):
         modeldiff.diff(base, head, weights=True)
     with pytest.raises(NotMaterializedError, match="name or config"):
         modeldiff.diff("distilbert", "distilbert", weights=True)
@@ -229,7 +240,7 @@ def test_reverse_diff_mirrors(m1, m2):
         {(t.source, t.target) for t in backward.ties}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _walked(model_type: str, task: str | None) -> modeldiff.ModelGraph:
     return modeldiff.walk(model_type, task=task)
 
@@ -275,4 +286,5 @@ def test_cli_diff_of_bert_configs_with_different_depth(tmp_path, capsys):
     # No weights in the folders: walk builds from config.json alone.
     assert main(["diff", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     out = capsys.readouterr().out
-    assert "+ encoder.layer.2" in out and "~ config num_hidden_layers 2 -> 3" in out
+    assert "+ encoder.layer.2" in out
+    assert "~ config num_hidden_layers 2 -> 3" in out

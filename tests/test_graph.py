@@ -25,7 +25,9 @@ def test_json_round_trip_of_walked_modules_is_the_identity(module):
     back = ModelGraph.from_json(g.to_json())
     assert back == g
     assert back.to_json() == g.to_json()  # and byte-identical when written again
-    assert back.nodes == g.nodes and back.repeats == g.repeats and back.ties == g.ties
+    assert back.nodes == g.nodes
+    assert back.repeats == g.repeats
+    assert back.ties == g.ties
 
 
 @_SETTINGS
@@ -54,7 +56,8 @@ def test_tuple_attributes_survive_json():
 def test_networkx_view():
     g = modeldiff.walk(Tied())
     view = g.nx
-    assert isinstance(view, nx.DiGraph) and nx.is_frozen(view)
+    assert isinstance(view, nx.DiGraph)
+    assert nx.is_frozen(view)
     assert list(view.successors("")) == ["embed", "body", "decoder"]
     assert [view.edges["", c]["order"] for c in view.successors("")] == [0, 1, 2]
     assert view.edges["", "body"]["names"] == ("body",)
@@ -81,7 +84,8 @@ def test_lookup_errors_name_the_path():
     g = modeldiff.walk(Tied())
     with pytest.raises(KeyError, match="no module at path 'nope'"):
         g["nope"]
-    assert "body" in g and "nope" not in g
+    assert "body" in g
+    assert "nope" not in g
     assert repr(g) == "<ModelGraph Tied: 4 modules, 64 params>"
 
 

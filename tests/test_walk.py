@@ -123,7 +123,8 @@ def test_masked_lm_ties_count_once(distilbert_config):
     (proj_weight,) = [t for t in g["vocab_projector"].tensors if t.name == "weight"]
     assert proj_weight.tied_to == "distilbert.embeddings.word_embeddings.weight"
     assert g.totals.params == model.num_parameters()
-    assert g.hf is not None and ("vocab_projector.weight",
+    assert g.hf is not None
+    assert ("vocab_projector.weight",
                                  "distilbert.embeddings.word_embeddings.weight") in g.hf.tied_weights
     edge = g.nx.edges["vocab_projector", "distilbert.embeddings.word_embeddings"]
     assert edge["kind"] == "tied"
@@ -155,7 +156,8 @@ def test_shared_submodule_is_one_node_with_aliases():
 def test_module_dict():
     model = WithDict()
     g = modeldiff.walk(model)
-    assert g["heads"].kind == Kind.CONTAINER and g["heads"].cls == "ModuleDict"
+    assert g["heads"].kind == Kind.CONTAINER
+    assert g["heads"].cls == "ModuleDict"
     assert [name for name, _ in g.children("heads")] == ["a", "b"]
     assert g["heads.b"].attributes["out_features"] == 3
 
@@ -164,8 +166,10 @@ def test_buffers_persistent_and_not():
     model = WithBuffers()
     g = modeldiff.walk(model)
     root = {t.name: t for t in g[""].tensors}
-    assert root["scale"].buffer and root["scale"].persistent
-    assert root["cache"].buffer and not root["cache"].persistent
+    assert root["scale"].buffer
+    assert root["scale"].persistent
+    assert root["cache"].buffer
+    assert not root["cache"].persistent
     norm = {t.name: t for t in g["norm"].tensors}
     assert norm["num_batches_tracked"].dtype == "int64"
     assert not g["frozen"].tensors[0].requires_grad
@@ -235,7 +239,9 @@ def test_walk_leaves_the_model_untouched():
     assert {n: m.training for n, m in model.named_modules()} == modes
     assert model.config.to_dict() == config_before
     for m in model.modules():
-        assert not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
+        assert not m._forward_hooks
+        assert not m._forward_pre_hooks
+        assert not m._backward_hooks
     assert not any(p.grad is not None for p in model.parameters())
 
 
@@ -258,8 +264,10 @@ def test_summary_table_and_total(distilbert_config):
     assert f"Total params: {model.num_parameters():,}" in text
     assert "0-5 (x6)" not in text  # the group sits at depth 4
     deep = modeldiff.walk(model).summary()
-    assert "0-5 (x6)" in deep and "TransformerBlock" in deep
-    assert "classifier" in text and "in_features=768, out_features=2" in text
+    assert "0-5 (x6)" in deep
+    assert "TransformerBlock" in deep
+    assert "classifier" in text
+    assert "in_features=768, out_features=2" in text
     unfolded = modeldiff.walk(model).summary(fold=False)
     assert unfolded.count("TransformerBlock") == 6
 
@@ -268,11 +276,12 @@ def test_summary_table_and_total(distilbert_config):
 def test_not_a_model():
     with pytest.raises(InputTypeError, match=r"walk\(obj\) must be .* got builtins.int") as e:
         modeldiff.walk(42)
-    assert isinstance(e.value, TypeError) and e.value.received is int
+    assert isinstance(e.value, TypeError)
+    assert e.value.received is int
 
 
 def test_folder_without_config(tmp_path):
-    with pytest.raises(CheckpointError, match="no config.json in") as e:
+    with pytest.raises(CheckpointError, match=r"no config.json in") as e:
         modeldiff.walk(tmp_path)
     assert e.value.path == tmp_path / "config.json"
 
@@ -308,19 +317,19 @@ def test_truncated_safetensors(minilm_dir, tmp_path):
     shutil.copy(minilm_dir / "config.json", tmp_path / "config.json")
     data = (minilm_dir / "model.safetensors").read_bytes()
     (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="is truncated: tensor .* ends at byte"):
+    with pytest.raises(CheckpointError, match=r"is truncated: tensor .* ends at byte"):
         modeldiff.walk(tmp_path)
 
 
 def test_hub_id_offline_fails_clearly(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubUnavailableError, match="someone/some-model.*Hugging Face hub") as e:
+    with pytest.raises(HubUnavailableError, match=r"someone/some-model.*Hugging Face hub") as e:
         modeldiff.walk("someone/some-model")
     assert isinstance(e.value, OSError)
 
 
 def test_task_the_model_type_does_not_offer():
-    with pytest.raises(UnsupportedTaskError, match="offers: .*sequence-classification"):
+    with pytest.raises(UnsupportedTaskError, match=r"offers: .*sequence-classification"):
         modeldiff.walk("distilbert", task="causal-lm")
     with pytest.raises(UnsupportedTaskError, match="unknown task 'sequence'"):
         modeldiff.walk("distilbert", task="sequence")
