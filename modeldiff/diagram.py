@@ -612,7 +612,7 @@ def _emit(root: _Item, *, caption: str, ties: Sequence[_Tie], direction: str,
         node_attr={"shape": "box", "style": "rounded,filled", "fontname": FONT,
                    "fontsize": "11", "margin": "0.1,0.04", "penwidth": "0.8",
                    "color": "#666666"},
-        edge_attr={"arrowsize": "0.6", "color": "#888888"},
+        edge_attr={"arrowsize": "0.6", "color": "#888888", "fontname": FONT},
     )
     edges: list[tuple[str, str]] = []
 
@@ -728,6 +728,10 @@ def _write_atomic(target: Path, data: bytes) -> None:
     parent = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would have
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, target)

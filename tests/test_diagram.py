@@ -309,6 +309,9 @@ def test_save_writes_real_svg_and_png(tmp_path, head):
     assert ">classifier<" in text
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["head.png", "head.svg"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert svg.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_missing_dot_raises_and_leaves_nothing_behind(tmp_path, monkeypatch, head):

@@ -1,0 +1,122 @@
+"""render() on a Llama-3-70B-shaped model (meta device), and torchview on DistilBERT.
+
+Two questions:
+
+- Is drawing cheap next to walking? On the 70B shape (1,047 modules): ``walk(model)``
+  against ``render(graph).source`` (DOT text, no binary), folded (the default, one box per
+  distinct layer) and unfolded (all 80 layers), interleaved; then Graphviz's ``dot`` laying
+  both out as SVG.
+- What does the usual alternative cost? torchview draws from a forward pass, so it needs a
+  model with real weights: DistilBERT (default config, random weights, CPU, 16 tokens).
+  ``torchview.draw_graph(model, input_data=ids, depth=3)`` (its graph build, forward pass
+  included) against ``walk`` + ``render`` on the same live model; then each one's ``dot``
+  layout as SVG.
+
+    .venv/bin/python benchmarks/bench_render.py [--quick]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # `common` sits beside this file, also when run.py imports it
+    sys.path.insert(0, str(HERE))
+
+from common import compare, ms, note, parse_quick, table  # noqa: E402
+
+LLAMA_70B = {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
+             "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256}
+
+
+def _boxes(source: str) -> int:
+    return sum(1 for line in source.splitlines() if " [label=<" in line)
+
+
+def main(quick: bool = False) -> str:
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel, LlamaConfig, LlamaForCausalLM
+
+    from modeldiff.diagram import render
+    from modeldiff.walker import walk
+
+    repeats, warmup = (3, 1) if quick else (15, 2)
+    dot_repeats = 2 if quick else 7
+
+    # -- Llama-3-70B shape ------------------------------------------------------------------
+    note("building the Llama-3-70B shape on meta")
+    with torch.device("meta"):
+        llama = LlamaForCausalLM(LlamaConfig(**LLAMA_70B))
+    g = walk(llama)
+    folded, unfolded = render(g), render(g, fold_repeats=False)
+    note("timing walk vs DOT generation")
+    gen = compare({
+        "walk": lambda: walk(llama),
+        "DOT, folded": lambda: render(g).source,
+        "DOT, unfolded": lambda: render(g, fold_repeats=False).source,
+    }, repeats=repeats, warmup=warmup)
+    note("timing dot layout (SVG)")
+    lay = compare({
+        "dot -Tsvg, folded": lambda: folded.pipe(format="svg"),
+        "dot -Tsvg, unfolded": lambda: unfolded.pipe(format="svg"),
+    }, repeats=dot_repeats, warmup=1)
+    rows = [
+        ["walk(model)", f"{len(g):,} modules", ms(gen["walk"].median),
+         f"{gen['walk'].spread:.2f}"],
+        ["render(g).source, folded", f"{_boxes(folded.source)} boxes",
+         ms(gen["DOT, folded"].median), f"{gen['DOT, folded'].spread:.2f}"],
+        ["render(g, fold_repeats=False).source", f"{_boxes(unfolded.source)} boxes",
+         ms(gen["DOT, unfolded"].median), f"{gen['DOT, unfolded'].spread:.2f}"],
+        ["dot -Tsvg, folded", f"{len(folded.pipe(format='svg')) // 1024} KB SVG",
+         ms(lay["dot -Tsvg, folded"].median), f"{lay['dot -Tsvg, folded'].spread:.2f}"],
+        ["dot -Tsvg, unfolded", f"{len(unfolded.pipe(format='svg')) // 1024} KB SVG",
+         ms(lay["dot -Tsvg, unfolded"].median), f"{lay['dot -Tsvg, unfolded'].spread:.2f}"],
+    ]
+    llama_table = table(["Llama-3-70B shape (meta)", "size", "median (ms)", "max/median"], rows)
+
+    # -- torchview on DistilBERT ----------------------------------------------------------------
+    import torchview
+
+    note("building DistilBERT with real (random) weights on CPU")
+    torch.manual_seed(0)
+    bert = DistilBertModel(DistilBertConfig()).eval()
+    ids = torch.randint(0, 30522, (1, 16))
+
+    def torchview_build() -> Any:
+        with torch.no_grad():
+            return torchview.draw_graph(bert, input_data=ids, depth=3, graph_name="distilbert")
+
+    tv = torchview_build()
+    ours = render(walk(bert))
+    note("timing torchview vs walk + render")
+    build = compare({
+        "torchview.draw_graph(depth=3)": torchview_build,
+        "walk + render(...).source": lambda: render(walk(bert)).source,
+    }, repeats=repeats, warmup=warmup)
+    note("timing dot layout of both")
+    tv_dot = tv.visual_graph
+    layout = compare({
+        "torchview": lambda: tv_dot.pipe(format="svg"),
+        "modeldiff": lambda: ours.pipe(format="svg"),
+    }, repeats=dot_repeats, warmup=1)
+    tv_nodes = sum(1 for line in tv_dot.source.splitlines() if " [label=" in line)
+    bert_rows = [
+        ["torchview.draw_graph(depth=3)", f"{tv_nodes} nodes",
+         ms(build["torchview.draw_graph(depth=3)"].median), ms(layout["torchview"].median)],
+        ["modeldiff walk + render", f"{_boxes(ours.source)} boxes",
+         ms(build["walk + render(...).source"].median), ms(layout["modeldiff"].median)],
+    ]
+    bert_table = table(["DistilBERT (CPU, real weights)", "drawn", "graph build (ms)",
+                        "dot -Tsvg (ms)"], bert_rows)
+    ratio = build["torchview.draw_graph(depth=3)"].median / build[
+        "walk + render(...).source"].median
+    return (f"### Llama-3-70B shape: DOT generation vs walk, and dot layout\n\n{llama_table}\n\n"
+            f"### DistilBERT: torchview vs modeldiff\n\n{bert_table}\n\n"
+            f"torchview's graph build / modeldiff's walk + render: {ratio:.1f}x "
+            f"({'quick run, rough' if quick else f'medians of {repeats}'}).\n")
+
+
+if __name__ == "__main__":
+    print(main(parse_quick(description=__doc__ or "")))
