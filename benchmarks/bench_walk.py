@@ -233,6 +233,10 @@ def main(quick: bool = False) -> str:
     with_ti = [r for r in results.values() if "torchinfo" in r]
     worst_ti = min((r["torchinfo"].median / r["walk"].median for r in with_ti),
                    default=float("nan"))
+    # Ratios of the fastest calls: a cross-check that is less at the mercy of the machine's
+    # load than the medians (the verdict is still on medians).
+    best_listing = max(r["walk"].min / r["named_parameters"].min for r in results.values())
+    best_ti = min((r["torchinfo"].min / r["walk"].min for r in with_ti), default=float("nan"))
     worst_spread = max(r["walk"].spread for r in results.values())
     worst_cpu_spread = max(r["walk"].cpu_spread for r in results.values())
     walk_full_gcs = sum(r["walk"].full_collections for r in results.values())
@@ -241,10 +245,12 @@ def main(quick: bool = False) -> str:
     def verdict(ok: bool) -> str:
         return "met" if ok else "**missed**"
 
-    targets = table(["target", "worst row", "verdict"], [
-        [f"walk / named_parameters <= {MAX_WALK_OVER_LISTING:g}x", f"{worst_listing:.1f}x",
+    targets = table(["target", "worst row (medians)", "verdict"], [
+        [f"walk / named_parameters <= {MAX_WALK_OVER_LISTING:g}x",
+         f"{worst_listing:.1f}x (min: {best_listing:.1f}x)",
          verdict(worst_listing <= MAX_WALK_OVER_LISTING)],
-        [f"torchinfo / walk >= {MIN_TORCHINFO_OVER_WALK:g}x", f"{worst_ti:.1f}x",
+        [f"torchinfo / walk >= {MIN_TORCHINFO_OVER_WALK:g}x",
+         f"{worst_ti:.1f}x (min: {best_ti:.1f}x)",
          verdict(worst_ti >= MIN_TORCHINFO_OVER_WALK)],
         [f"walk max/median <= {MAX_SPREAD:g} ({repeats} interleaved walks), wall clock",
          f"{worst_spread:.2f}", verdict(worst_spread <= MAX_SPREAD)],
