@@ -98,16 +98,35 @@ def walk(obj: Any, *, task: str | None = None) -> ModelGraph:
 # -- names: folders, model types, hub ids ----------------------------------------------------
 def _walk_name(obj: str | os.PathLike[str], *, task: str | None) -> ModelGraph:
     text = os.fspath(obj)
+    if isinstance(obj, str) and ("\n" in text or len(text) > 4096 or text.endswith(")")):
+        from modeldiff.reprtext import looks_like_repr, parse_repr
+
+        if looks_like_repr(text):  # the text print(model) writes, pasted in
+            return parse_repr(text)
     path = Path(text).expanduser()
     if path.is_dir():
         return _walk_folder(path, task=task)
     if path.is_file():
         if path.name == "config.json":
             return _walk_folder(path.parent, task=task)
+        if path.suffix == ".txt":
+            from modeldiff.reprtext import parse_repr
+
+            try:
+                printed = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                from modeldiff.errors import CheckpointError
+
+                raise CheckpointError(f"cannot read printed model {path}: {e}", path=path) from e
+            graph = parse_repr(printed)
+            from dataclasses import replace
+
+            return replace(graph, source=f"printed model {path}")
         from modeldiff.errors import CheckpointError
 
         raise CheckpointError(f"{path} is a file; walk reads a checkpoint folder (the folder "
-                              "save_pretrained wrote, with config.json) or a config.json", path=path)
+                              "save_pretrained wrote, with config.json), its config.json, or a "
+                              ".txt file of print(model) output", path=path)
     known = _model_types()
     if text in known:
         from transformers import AutoConfig

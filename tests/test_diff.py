@@ -288,3 +288,41 @@ def test_cli_diff_of_bert_configs_with_different_depth(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "+ encoder.layer.2" in out
     assert "~ config num_hidden_layers 2 -> 3" in out
+
+
+# -- printed models --------------------------------------------------------------------------
+def test_printed_base_and_head_give_the_live_head_delta(base_and_head):
+    base, head = base_and_head
+    live = modeldiff.diff(base, head)
+    printed = modeldiff.diff(repr(base), " ".join(repr(head).split()))  # one pasted line too
+    assert [c.path for c in printed.added] == [c.path for c in live.added]
+    assert str(printed).splitlines()[1:] == str(live).splitlines()[1:]
+    against_live = modeldiff.diff(repr(base), head)
+    assert [c.path for c in against_live.added] == ["pre_classifier", "classifier", "dropout"]
+    assert against_live.not_compared == ("dtypes", "requires_grad", "buffers", "ties", "config")
+    assert "(not compared: dtypes, requires_grad, buffers, ties, config" in str(against_live)
+
+
+def test_printed_model_against_itself_live_has_no_differences(base_and_head):
+    _, head = base_and_head
+    assert not modeldiff.diff(repr(head), head)
+
+
+def test_version_drift_of_an_old_distilbert_print():
+    old = modeldiff.walk("tests/data/distilbert_v4_print.txt")
+    d = modeldiff.diff(old, "distilbert")
+    assert old.source == "printed model tests/data/distilbert_v4_print.txt"
+    assert [c.label for c in d.added] == ["transformer.layer.0-5.ffn.activation (x6)"]
+    changes = {c.label: [(a.name, a.before, a.after) for a in c.attrs] for c in d.changed}
+    assert changes["transformer.layer.0-5.attention (x6)"] == [
+        ("class", "MultiHeadSelfAttention", "DistilBertSelfAttention")]
+    assert changes["embeddings.LayerNorm"] == [("bias", ABSENT, True)]
+    assert changes["transformer.layer.0-5.sa_layer_norm (x6)"] == [("bias", ABSENT, True)]
+
+
+def test_cli_diff_of_a_printed_file(capsys):
+    assert main(["diff", "tests/data/distilbert_v4_print.txt", "distilbert",
+                 "--task", "sequence-classification"]) == 1
+    out = capsys.readouterr().out
+    assert "+ distilbert.transformer.layer.0-5.ffn.activation (x6)" in out
+    assert "(not compared: dtypes" in out
