@@ -42,7 +42,7 @@ import re
 from dataclasses import dataclass, field
 
 from modeldiff.errors import InputTypeError, ReprParseError
-from modeldiff.graph import ModelGraph, Node, RepeatGroup, Tensor, Totals
+from modeldiff.graph import Kind, ModelGraph, Node, RepeatGroup, Tensor, Totals
 from modeldiff.kinds import lookup, parse_attrs, tensor_shapes
 
 __all__ = ["looks_like_repr", "parse_repr"]
@@ -66,6 +66,10 @@ _LOOKS = re.compile(r"\s*[^\W\d]\w*\((?s:.*)\)\s*\Z")
 _VALUE_START = frozenset(" \t\r\n=([{,:")
 # A PreTrainedModel's class name (walk knows it from the class; print shows only the name).
 _MODEL_NAME = re.compile(r"(Model|For[A-Z]\w*)\Z")
+
+_EMBEDDING_NAME = re.compile(r"Embedding$")
+_EMBEDDING_KEYS = frozenset(("num_embeddings", "embedding_dim", "padding_idx", "max_norm",
+                             "norm_type", "scale_grad_by_freq", "sparse"))
 
 MAX_DEPTH = 200  # deeper nesting than any real model, well inside Python's recursion limit
 MAX_MODULES = 1_000_000  # after expanding "(0-N): N+1 x": a guard against absurd counts
@@ -334,6 +338,16 @@ class _Builder:
         spec = lookup(raw.cls, has_children=has_children,
                       is_model=_MODEL_NAME.search(raw.cls) is not None)
         attrs = parse_attrs(spec, raw.extra)
+        if not has_children and not spec.registered and spec.kind is not Kind.EMBEDDING \
+                and _EMBEDDING_NAME.search(raw.cls):
+            # Print shows no base classes; walk finds nn.Embedding in the MRO of, say,
+            # RoFormerSinusoidalPositionalEmbedding, whose name alone reads as a table-less
+            # position encoding. nn.Embedding's own extra_repr ("128, 8") tells them apart.
+            embedding = lookup("Embedding")
+            as_embedding = parse_attrs(embedding, raw.extra)
+            if _valid(tensor_shapes(embedding, as_embedding)) and \
+                    _EMBEDDING_KEYS.issuperset(k for k, _ in as_embedding):
+                spec, attrs = embedding, as_embedding
         tensors = tuple(Tensor(name=name, shape=shape, dtype="unknown", device="unknown",
                                derived=True)
                         for name, shape in _valid(tensor_shapes(spec, attrs)))
