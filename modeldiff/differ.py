@@ -791,7 +791,34 @@ def _weights(a: Any, b: Any, ga: ModelGraph, gb: ModelGraph, al: Alignment, *,
         if other is None or other.tied_to is not None:
             continue
         pairs.append((name, _join(gb[mapped].path, t.name)))
-    return compare_weights(_weight_source(a), _weight_source(b), pairs)
+    src_a, src_b = _weight_source(a), _weight_source(b)
+    key_a, key_b = _key_resolver(src_a, ga), _key_resolver(src_b, gb)
+    return compare_weights(src_a, src_b, [(key_a(x), key_b(y)) for x, y in pairs])
+
+
+def _key_resolver(source: Any, g: ModelGraph) -> Any:
+    """Module-space tensor names -> the keys a checkpoint folder really holds: a base model's
+    checkpoint lacks the head's ``base_model_prefix``, a head's checkpoint read as its base
+    has it."""
+    import os
+
+    if not isinstance(source, (str, os.PathLike)):
+        return lambda name: name
+    from modeldiff.checkpoint import read_tensor_index
+
+    keys = read_tensor_index(source)
+    prefix = g.hf.base_model_prefix if g.hf else ""
+
+    def resolve(name: str) -> str:
+        if name in keys or not prefix:
+            return name
+        if name.startswith(prefix + ".") and name[len(prefix) + 1:] in keys:
+            return name[len(prefix) + 1:]
+        if f"{prefix}.{name}" in keys:
+            return f"{prefix}.{name}"
+        return name
+
+    return resolve
 
 
 def _weight_source(obj: Any) -> Any:

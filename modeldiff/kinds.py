@@ -202,6 +202,8 @@ _NAME_RULES: tuple[tuple[re.Pattern[str], Kind, tuple[str, ...]], ...] = (
     (re.compile(r"Dropout$|DropPath$"), Kind.DROPOUT, ()),
     (re.compile(r"(Activation|GELU|SiLU|ReLU|Swish|Tanh|Sigmoid|Softmax|Act)$"), Kind.ACTIVATION, ()),
     (re.compile(r"(RMSNorm|RmsNorm|LayerNorm|Norm)(\d*d)?$"), Kind.NORM, ("normalized_shape",)),
+    # Rotary/sinusoidal position "embeddings" compute, they hold no lookup table.
+    (re.compile(r"(Rotary|Sinusoidal)\w*Embedding(s)?$"), Kind.OTHER, ()),
     (re.compile(r"Embedding(s)?$"), Kind.EMBEDDING, ("num_embeddings", "embedding_dim")),
     (re.compile(r"(Attention|Attn|SelfAttention)$"), Kind.ATTENTION, ()),
     (re.compile(r"Pool(er|ing)?(\d*d)?$"), Kind.POOLING, ()),
