@@ -31,6 +31,7 @@ __all__ = [
     "diff",
     "errors",
     "head_delta",
+    "parse_repr",
     "pipeline_steps",
     "render",
     "roundtrip",
@@ -44,6 +45,7 @@ __all__ = [
 # A module is never named like a function it exports (walker.py holds walk): once imported,
 # a submodule would shadow the package attribute of the same name.
 _LAZY = {
+    "parse_repr": "modeldiff.reprtext",
     "classify": "modeldiff.pipeline",
     "pipeline_steps": "modeldiff.pipeline",
     "Prediction": "modeldiff.pipeline",
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from modeldiff.diagram import render
     from modeldiff.differ import GraphDiff, HeadDelta, diff, head_delta, weight_diff
     from modeldiff.pipeline import Prediction, classify, pipeline_steps
+    from modeldiff.reprtext import parse_repr
     from modeldiff.saveload import RoundTripReport, roundtrip
     from modeldiff.tensors import CheckpointDiff, compare_checkpoints
     from modeldiff.tiny import tiny_config
