@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 import time
 import traceback
@@ -50,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         note(f"== {name} ==")
         t0 = time.perf_counter()
         try:
-            result = importlib.import_module(name).main(args.quick)
+            main_fn = importlib.import_module(name).main
+            if "quick" not in inspect.signature(main_fn).parameters:
+                note(f"{name}.main{inspect.signature(main_fn)} does not follow the convention "
+                     "at the top of benchmarks/run.py: main(quick: bool) -> str | None; "
+                     f"skipped (run it alone: python benchmarks/{name}.py)")
+                failed.append(name)
+                continue
+            result = main_fn(args.quick)
         except Exception:
             traceback.print_exc()
             failed.append(name)
