@@ -200,11 +200,15 @@ def read_tensor_index(folder: str | os.PathLike[str]) -> dict[str, tuple[str, tu
 def load_bin(path: Path, *, map_location: str = "cpu") -> dict[str, Any]:
     """A pickled state dict, read with ``weights_only=True``: no code in the file runs."""
     import pickle
+    import zipfile
 
     import torch
 
+    # mmap only works for the zip format torch has written since 1.6; older plain pickles
+    # are read whole, still with weights_only=True.
+    use_mmap = zipfile.is_zipfile(path)
     try:
-        sd = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        sd = torch.load(path, map_location=map_location, weights_only=True, mmap=use_mmap)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path.name} in {path.parent} was refused: it is a pickle that needs more than "

@@ -346,3 +346,17 @@ def test_every_error_is_a_modeldiff_error():
     for cls in (InputTypeError, ConfigError, CheckpointError, HubUnavailableError,
                 UnknownModelTypeError, UnsupportedTaskError):
         assert issubclass(cls, ModelDiffError)
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_bin_checkpoint_folder_in_both_torch_formats(tmp_path, zip_format):
+    config = DistilBertConfig(dim=32, n_layers=1, n_heads=2, hidden_dim=64, vocab_size=100)
+    torch.manual_seed(0)
+    model = DistilBertForSequenceClassification(config).half()
+    config.architectures = ["DistilBertForSequenceClassification"]
+    config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin",
+               _use_new_zipfile_serialization=zip_format)
+    g = modeldiff.walk(tmp_path)
+    assert g["classifier"].tensors[0].dtype == "float16"
+    assert g.totals.params == model.num_parameters()
