@@ -1,0 +1,577 @@
+"""Assertions for other projects' test suites: structure, head deltas, save/load, weights.
+
+Every helper raises a plain ``AssertionError`` whose message is the relevant diff and nothing
+more (no reprs of models or tensors), returns ``None`` on success, and hides itself from
+pytest tracebacks. They work with or without pytest; the pytest plugin
+(:mod:`modeldiff.pytest_plugin`) adds readable ``assert walk(a) == walk(b)`` failures and the
+``model_snapshot`` fixture, whose logic (:class:`ModelSnapshot`) lives here.
+
+>>> from torch import nn
+>>> from modeldiff.testing import assert_same_structure
+>>> assert_same_structure(nn.Sequential(nn.Linear(2, 2)), nn.Sequential(nn.Linear(2, 2)))
+>>> assert_same_structure(nn.Sequential(nn.Linear(2, 2)),
+...                       nn.Sequential(nn.Linear(2, 2), nn.ReLU()), align=None)
+Traceback (most recent call last):
+...
+AssertionError: Sequential -> Sequential  (path to path)
++ 1  ReLU()
+
+This module imports torch only inside the helpers that compare tensors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from modeldiff.graph import ModelGraph
+
+__all__ = [
+    "ModelSnapshot",
+    "assert_head_delta",
+    "assert_roundtrip",
+    "assert_same_structure",
+    "assert_weights_changed",
+    "assert_weights_equal",
+    "explain_compare",
+    "snapshot_json",
+]
+
+# Longest list of tensors or diff lines a message shows; the rest is counted, not printed,
+# so a failure on a 7B model stays a screenful.
+MAX_LINES = 40
+
+
+# -- structure -----------------------------------------------------------------------------
+def assert_same_structure(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto",
+                          ignore: Sequence[str] = ()) -> None:
+    """Fail unless ``modeldiff.diff(a, b, align=align, ignore=ignore)`` is empty.
+
+    ``a`` and ``b`` are anything :func:`modeldiff.walk` reads (modules, configs, names,
+    checkpoint folders, graphs). The message is the diff tree.
+
+    >>> from torch import nn
+    >>> assert_same_structure(nn.Sequential(nn.Dropout(0.1)), nn.Sequential(nn.Dropout(0.3)))
+    Traceback (most recent call last):
+    ...
+    AssertionError: Sequential -> Sequential  (path to path)
+    ~ 0  Dropout  p 0.1 -> 0.3
+    """
+    __tracebackhide__ = True
+    from modeldiff.differ import diff
+
+    d = diff(a, b, align=align, ignore=ignore)
+    if d:
+        raise AssertionError(_clip(str(d)))
+
+
+def assert_head_delta(base: Any, head: Any, *, modules: Iterable[str]) -> None:
+    """Fail unless the module roots ``head`` adds on top of ``base`` are exactly ``modules``
+    (``modeldiff.head_delta(base, head).modules``, compared as sets).
+
+    The message names the missing and unexpected roots, then prints the diff tree.
+
+    >>> import modeldiff
+    >>> head = modeldiff.walk("distilbert", task="sequence-classification")
+    >>> assert_head_delta("distilbert", head, modules={"pre_classifier", "classifier", "dropout"})
+    >>> assert_head_delta("distilbert", head, modules={"classifier"})
+    Traceback (most recent call last):
+    ...
+    AssertionError: head delta of DistilBertForSequenceClassification over DistilBertModel is not as expected
+    unexpected (added by the head, not expected): pre_classifier, dropout
+    DistilBertModel -> DistilBertForSequenceClassification  (base aligned at distilbert)
+    + pre_classifier  Linear(in_features=768, out_features=768)  590,592 params
+    + classifier      Linear(in_features=768, out_features=2)      1,538 params
+    + dropout         Dropout(p=0.2)
+    """
+    __tracebackhide__ = True
+    from modeldiff.differ import diff, head_delta
+
+    expected = (modules,) if isinstance(modules, str) else tuple(modules)
+    gb, gh = _graph(base), _graph(head)
+    delta = head_delta(gb, gh)
+    got = set(delta.modules)
+    missing = [m for m in expected if m not in got]
+    unexpected = [m for m in delta.modules if m not in set(expected)]
+    if not missing and not unexpected:
+        return
+    lines = [f"head delta of {gh.root.cls} over {gb.root.cls} is not as expected"]
+    if missing:
+        lines.append(f"missing (expected, not added by the head): {', '.join(missing)}")
+    if unexpected:
+        lines.append(f"unexpected (added by the head, not expected): {', '.join(unexpected)}")
+    lines.append(str(diff(gb, gh)))
+    raise AssertionError(_clip("\n".join(lines)))
+
+
+# -- save / load ---------------------------------------------------------------------------
+def assert_roundtrip(model: Any, **roundtrip_kwargs: Any) -> None:
+    """Fail unless ``modeldiff.roundtrip(model, **roundtrip_kwargs)`` reports no problem.
+
+    The message lists the report's problems (what did not survive ``save_pretrained`` ->
+    ``from_pretrained``), one a line.
+
+    >>> import torch
+    >>> from transformers import DistilBertModel
+    >>> from modeldiff.tiny import tiny_config
+    >>> _ = torch.manual_seed(0)
+    >>> assert_roundtrip(DistilBertModel(tiny_config("distilbert")))
+    """
+    __tracebackhide__ = True
+    from modeldiff.saveload import roundtrip
+
+    report = roundtrip(model, **roundtrip_kwargs)
+    if report.ok:
+        return
+    lines = [f"round-trip of {report.model} ({report.dtype}) failed: "
+             f"{len(report.problems)} problem(s)"]
+    lines += [f"  {p}" for p in report.problems]
+    raise AssertionError(_clip("\n".join(lines)))
+
+
+# -- weights -------------------------------------------------------------------------------
+def assert_weights_equal(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0,
+                         only: Sequence[str] | str | None = None) -> None:
+    """Fail unless ``a`` and ``b`` hold the same tensors with the same values.
+
+    ``a`` and ``b`` are each an ``nn.Module`` (its ``state_dict()``), a state dict (name ->
+    tensor) or a checkpoint folder / weight file (streamed, never loaded whole when both
+    sides are files or modules). With ``rtol = atol = 0`` (the default) tensors must be
+    bit-identical; otherwise every value must satisfy ``|b - a| <= atol + rtol * |b|``.
+    ``only``: glob patterns (fnmatch) over tensor names restricting the comparison.
+    A name that one module side holds only as a tied alias (``save_pretrained`` writes one
+    copy of a tied tensor) is not required on the other side.
+
+    The message lists names missing on either side and every differing tensor with its
+    number of changed values, max abs difference, relative change and cosine.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> m = nn.Linear(3, 2)
+    >>> before = {k: v.clone() for k, v in m.state_dict().items()}
+    >>> assert_weights_equal(before, m)
+    >>> with torch.no_grad():
+    ...     _ = m.bias.add_(1e-7)
+    >>> assert_weights_equal(before, m, atol=1e-6)
+    >>> assert_weights_equal(before, m)
+    Traceback (most recent call last):
+    ...
+    AssertionError: weights differ: 1 of 2 tensors compared
+      bias: 2 of 2 values changed, max |b-a| ..., rel change ..., cosine 1.000000
+    """
+    __tracebackhide__ = True
+    for arg, tol in (("rtol", rtol), ("atol", atol)):
+        if not (isinstance(tol, (int, float)) and 0 <= tol < float("inf")):
+            from modeldiff.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"assert_weights_equal({arg})", tol, "a finite number >= 0")
+    patterns = _patterns(only)
+    na, aliases_a = _names(a, "a")
+    nb, aliases_b = _names(b, "b")
+
+    def keep(n: str) -> bool:
+        return patterns is None or any(fnmatch.fnmatchcase(n, p) for p in patterns)
+
+    common = [n for n in na if n in nb and keep(n)]
+    only_a = [n for n in na if n not in nb and keep(n) and n not in aliases_a]
+    only_b = [n for n in nb if n not in na and keep(n) and n not in aliases_b]
+    lines: list[str] = []
+    if patterns is not None and not common and not only_a and not only_b:
+        lines.append(f"no tensor matches only={list(patterns)}")
+        lines += _suggestions(patterns, [*na, *nb])
+    lines += _listed(f"missing in b ({len(only_a)}):", only_a)
+    lines += _listed(f"unexpected in b ({len(only_b)}):", only_b)
+    stats = _weight_stats(a, b, common)
+    bad = [s for s in stats if not s.equal]
+    if bad and (rtol or atol):
+        bad = [s for s in bad if not _within(a, b, s, rtol=rtol, atol=atol)]
+    if bad:
+        tol = f" (rtol={rtol:g}, atol={atol:g})" if rtol or atol else ""
+        lines.insert(0, f"weights differ{tol}: {len(bad)} of {len(stats)} tensors compared")
+        lines += _listed(None, [str(s) for s in bad])
+    elif lines:
+        lines.insert(0, "weights differ: the two sides do not hold the same tensors")
+    if lines:
+        raise AssertionError(_clip("\n".join(lines)))
+
+
+def assert_weights_changed(before: Any, after: Any, *, changed: Sequence[str] | str = (),
+                           frozen: Sequence[str] | str = ()) -> None:
+    """Fail unless every tensor matching ``changed`` moved and every one matching ``frozen``
+    is bit-identical: "did fine-tuning train what it should, and leave frozen layers alone?"
+
+    ``before`` and ``after`` are modules, state dicts or checkpoint folders; ``before`` is
+    typically ``copy.deepcopy(model)`` or ``{k: v.clone() for k, v in
+    model.state_dict().items()}`` taken before training. Patterns are fnmatch globs over
+    state-dict names (``"classifier.*"``, ``"*.attention.*"``). A pattern that matches no
+    tensor at all fails too, with the closest names, so a typo cannot pass silently.
+
+    >>> import copy, torch
+    >>> from torch import nn
+    >>> model = nn.ModuleDict({"embed": nn.Embedding(5, 2), "head": nn.Linear(2, 2)})
+    >>> before = copy.deepcopy(model)
+    >>> with torch.no_grad():
+    ...     _ = model["head"].weight.mul_(2)
+    >>> assert_weights_changed(before, model, changed=["head.weight"], frozen=["embed.*"])
+    >>> assert_weights_changed(before, model, changed=["head.*"], frozen=["embd.*"])
+    Traceback (most recent call last):
+    ...
+    AssertionError: fine-tuning did not change what it should (2 problem(s))
+    should have changed, but are bit-identical (1 of 2 matching ['head.*']):
+      head.bias
+    pattern matches no tensor: frozen 'embd.*' (did you mean 'embed.*'?)
+    """
+    __tracebackhide__ = True
+    want_changed, want_frozen = _patterns(changed) or (), _patterns(frozen) or ()
+    names, _ = _names(before, "before")
+    after_names, _ = _names(after, "after")
+    lines: list[str] = []
+    problems = 0
+    unmatched = [(kind, p) for kind, pats in (("changed", want_changed), ("frozen", want_frozen))
+                 for p in pats if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    in_changed = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in want_changed)]
+    in_frozen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in want_frozen)]
+    wanted = list(dict.fromkeys([*in_changed, *in_frozen]))
+    gone = [n for n in wanted if n not in after_names]
+    by_name = {s.name: s for s in _weight_stats(before, after, [n for n in wanted
+                                                                  if n in after_names])}
+    moved = [by_name[n] for n in in_frozen if n in by_name and not by_name[n].equal]
+    still = [n for n in in_changed if n in by_name and by_name[n].equal]
+    if moved:
+        problems += 1
+        lines.append(f"should be frozen, but changed ({len(moved)} of {len(in_frozen)} "
+                     f"matching {list(want_frozen)}):")
+        lines += _listed(None, [str(s) for s in moved])
+    if still:
+        problems += 1
+        lines.append(f"should have changed, but are bit-identical ({len(still)} of "
+                     f"{len(in_changed)} matching {list(want_changed)}):")
+        lines += _listed(None, still)
+    if gone:
+        problems += 1
+        lines += _listed(f"missing after training ({len(gone)}):", gone)
+    for kind, p in unmatched:
+        problems += 1
+        hint = _close_patterns(p, names)
+        lines.append(f"pattern matches no tensor: {kind} {p!r}"
+                     + (f" (did you mean {' or '.join(repr(h) for h in hint)}?)" if hint else ""))
+    if lines:
+        lines.insert(0, f"fine-tuning did not change what it should ({problems} problem(s))")
+        raise AssertionError(_clip("\n".join(lines)))
+
+
+def _graph(obj: Any) -> ModelGraph:
+    if isinstance(obj, ModelGraph):
+        return obj
+    from modeldiff.walker import walk  # torch only when a side is not a graph yet
+
+    return walk(obj)
+
+
+def _patterns(p: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    if p is None:
+        return None
+    return (p,) if isinstance(p, str) else tuple(p)
+
+
+def _is_path(obj: Any) -> bool:
+    return isinstance(obj, (str, os.PathLike))
+
+
+def _names(obj: Any, arg: str) -> tuple[list[str], set[str]]:
+    """State-dict names of one side, and those of them that are tied aliases (a later name
+    of a tensor object already listed)."""
+    if isinstance(obj, Mapping):
+        return list(obj), set()
+    if _is_path(obj):
+        from modeldiff.checkpoint import read_header, read_tensor_index
+
+        p = Path(obj).expanduser()
+        if p.is_file() and p.suffix == ".safetensors":
+            return list(read_header(p)), set()
+        if p.is_file():
+            from modeldiff.checkpoint import load_bin
+
+            return list(load_bin(p, map_location="meta")), set()
+        return list(read_tensor_index(p)), set()
+    import torch
+    from torch import nn
+
+    if not isinstance(obj, nn.Module):
+        from modeldiff.errors import InputTypeError
+
+        raise InputTypeError(arg, obj, "an nn.Module, a state dict or a checkpoint folder")
+    seen: set[int] = set()
+    aliases: set[str] = set()
+    names: list[str] = []
+    for name, t in obj.state_dict(keep_vars=True).items():
+        names.append(name)
+        if isinstance(t, torch.Tensor):
+            if id(t) in seen:
+                aliases.add(name)
+            seen.add(id(t))
+    return names, aliases
+
+
+def _weight_stats(a: Any, b: Any, names: Sequence[str]) -> tuple[Any, ...]:
+    """TensorStats per name: modeldiff's streamed engine for modules and files; per tensor
+    (tensor_stats) when a side is a state dict, which the engine does not read."""
+    if not names:
+        return ()
+    if not isinstance(a, Mapping) and not isinstance(b, Mapping):
+        from modeldiff.tensors import compare_weights
+
+        return compare_weights(a, b, [(n, n) for n in names]).tensors
+    from modeldiff.tensors import tensor_stats
+
+    ga, gb = _getter(a), _getter(b)
+    return tuple(tensor_stats(n, ga(n), gb(n)) for n in names)
+
+
+def _getter(obj: Any) -> Callable[[str], Any]:
+    if isinstance(obj, Mapping):
+        return obj.__getitem__
+    if _is_path(obj):
+        tensors = _load(Path(obj).expanduser())
+        return tensors.__getitem__
+    sd = obj.state_dict()
+    return sd.__getitem__
+
+
+def _load(p: Path) -> dict[str, Any]:
+    from modeldiff.checkpoint import checkpoint_files, load_bin
+
+    out: dict[str, Any] = {}
+    for f in (p,) if p.is_file() else checkpoint_files(p):
+        if f.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            out.update(load_file(str(f)))
+        else:
+            out.update(load_bin(f))
+    return out
+
+
+def _within(a: Any, b: Any, s: Any, *, rtol: float, atol: float) -> bool:
+    """``|b - a| <= atol + rtol * |b|`` for every value of one differing tensor."""
+    if not s.comparable:
+        return False
+    import torch
+
+    x = _getter(a)(s.name).detach().cpu().to(torch.float64)
+    y = _getter(b)(s.name).detach().cpu().to(torch.float64)
+    same = (x == y) | (x.isnan() & y.isnan())
+    return bool((same | ((y - x).abs() <= atol + rtol * y.abs())).all())
+
+
+def _close_patterns(pattern: str, names: Sequence[str]) -> list[str]:
+    """Names and ``module.*`` globs close to a pattern that matched nothing."""
+    candidates: dict[str, None] = {}
+    for n in names:
+        candidates[n] = None
+        parts = n.split(".")
+        for i in range(1, len(parts)):
+            candidates[".".join(parts[:i]) + ".*"] = None
+    return difflib.get_close_matches(pattern, list(candidates), n=3, cutoff=0.75)
+
+
+def _suggestions(patterns: Sequence[str], names: Sequence[str]) -> list[str]:
+    out = []
+    for p in patterns:
+        hint = _close_patterns(p, names)
+        if hint:
+            out.append(f"  {p!r}: did you mean {' or '.join(repr(h) for h in hint)}?")
+    return out
+
+
+def _listed(title: str | None, items: Sequence[str]) -> list[str]:
+    if not items:
+        return []
+    lines = [title] if title else []
+    lines += [f"  {x}" for x in items[:MAX_LINES]]
+    if len(items) > MAX_LINES:
+        lines.append(f"  ... and {len(items) - MAX_LINES} more")
+    return lines
+
+
+def _clip(text: str, limit: int = 4 * MAX_LINES) -> str:
+    lines = text.splitlines()
+    if len(lines) <= limit:
+        return text
+    return "\n".join([*lines[:limit], f"... {len(lines) - limit} more lines"])
+
+
+# -- pytest's assertion rewriting ------------------------------------------------------------
+def explain_compare(left: Any, right: Any) -> list[str] | None:
+    """The lines pytest shows for a failed ``left == right`` of two ModelGraphs, GraphDiffs or
+    HeadDeltas (``None`` for anything else): the structural diff tree, not two reprs.
+
+    >>> from torch import nn
+    >>> import modeldiff
+    >>> a = modeldiff.walk(nn.Sequential(nn.Linear(2, 2)))
+    >>> b = modeldiff.walk(nn.Sequential(nn.Linear(2, 3)))
+    >>> print("\\n".join(explain_compare(a, b)))
+    ModelGraph == ModelGraph failed: the structures differ
+    Sequential -> Sequential  (path to path)
+    ~ 0  Linear  out_features 2 -> 3; weight shape (2, 2) -> (3, 2); bias shape (2,) -> (3,)
+    """
+    kind = type(left).__name__
+    if type(left) is not type(right):
+        return None
+    if isinstance(left, ModelGraph):
+        from modeldiff.differ import diff
+
+        d = diff(left, right, align=None)
+        if d:
+            return [f"{kind} == {kind} failed: the structures differ",
+                    *_clip_lines(str(d).splitlines())]
+        # Equal structure, different facts the diff does not show (qualname, totals ...).
+        return [f"{kind} == {kind} failed: no structural difference; the JSON differs:",
+                *_json_diff(left.to_json(), right.to_json())]
+    from modeldiff.differ import GraphDiff, HeadDelta
+
+    if isinstance(left, (GraphDiff, HeadDelta)):
+        text_l, text_r = str(left), str(right)
+        if text_l == text_r:
+            text_l, text_r = repr(left), repr(right)
+        lines = list(difflib.unified_diff(text_l.splitlines(), text_r.splitlines(),
+                                          "left", "right", lineterm="", n=2))
+        return [f"{kind} == {kind} failed:", *_clip_lines(lines)]
+    return None
+
+
+def _clip_lines(lines: list[str]) -> list[str]:
+    if len(lines) <= MAX_LINES:
+        return lines
+    return [*lines[:MAX_LINES], f"... {len(lines) - MAX_LINES} more lines "
+            "(print(modeldiff.diff(left, right, align=None)) shows all)"]
+
+
+def _json_diff(a: str, b: str) -> list[str]:
+    return _clip_lines(list(difflib.unified_diff(a.splitlines(), b.splitlines(), "left",
+                                                 "right", lineterm="", n=1)))
+
+
+# -- snapshots -------------------------------------------------------------------------------
+# Config keys left out of a snapshot: who wrote the config, with which library version, on
+# which host, in which dtype; none of them is the architecture (tensor dtypes stay).
+_VOLATILE_CONFIG_KEYS = frozenset({"transformers_version", "_name_or_path", "_commit_hash",
+                                   "architectures", "dtype", "torch_dtype", "_attn_implementation",
+                                   "_attn_implementation_autoset", "attn_implementation"})
+
+
+def snapshot_json(model: Any) -> str:
+    """The JSON a snapshot stores: ``walk(model).to_json()`` without what depends on the host
+    or library versions (``source``, tensor devices, volatile config keys), so it is
+    byte-identical wherever the test runs. ``ModelGraph.from_json`` reads it back.
+
+    >>> from torch import nn
+    >>> text = snapshot_json(nn.Sequential(nn.Linear(2, 2)))
+    >>> '"device"' in text, '"source": ""' in text
+    (False, True)
+    >>> ModelGraph.from_json(text)["0"].signature()
+    'Linear(in_features=2, out_features=2, bias=True)'
+    """
+    data = _graph(model).to_dict()
+    data["source"] = ""
+    for node in data["nodes"]:
+        for t in node.get("tensors", ()):
+            t.pop("device", None)
+    if data.get("hf"):
+        config = data["hf"]["config"]
+        for k in _VOLATILE_CONFIG_KEYS:
+            config.pop(k, None)
+    return json.dumps(data, indent=1, sort_keys=False) + "\n"
+
+
+class ModelSnapshot:
+    """Snapshot assertions for model structure (the ``model_snapshot`` fixture).
+
+    Snapshots live in ``directory`` as ``<name>.json`` for the first ``assert_match`` of a
+    test, ``<name>.1.json``, ``<name>.2.json`` ... for the next ones (syrupy's convention),
+    or ``<name>.<snapshot_name>.json`` when named. With ``update=True`` a missing or
+    different snapshot is written instead of failing; ``written`` lists the files written.
+
+    >>> import tempfile
+    >>> from torch import nn
+    >>> folder = tempfile.mkdtemp()
+    >>> ModelSnapshot(folder, "test_net", update=True).assert_match(nn.Linear(2, 2))
+    >>> ModelSnapshot(folder, "test_net").assert_match(nn.Linear(2, 2))
+    >>> ModelSnapshot(folder, "test_net").assert_match(nn.Linear(2, 3))
+    Traceback (most recent call last):
+    ...
+    AssertionError: model snapshot .../test_net.json does not match (snapshot -> current):
+    Linear -> Linear  (path to path)
+    ~ (root)  Linear  out_features 2 -> 3; weight shape (2, 2) -> (3, 2); bias shape (2,) -> (3,)
+    To accept the current model, run: pytest <this test> --modeldiff-update
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], name: str, *, update: bool = False,
+                 command: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.name = _safe_name(name)
+        self.update = update
+        self.command = command or "pytest <this test> --modeldiff-update"
+        self.written: list[Path] = []
+        self._index = 0
+
+    def path_for(self, snapshot_name: str | None = None) -> Path:
+        """The file the next unnamed ``assert_match`` (or the named one) uses."""
+        if snapshot_name is not None:
+            return self.directory / f"{self.name}.{_safe_name(snapshot_name)}.json"
+        suffix = f".{self._index}" if self._index else ""
+        return self.directory / f"{self.name}{suffix}.json"
+
+    def assert_match(self, model: Any, *, name: str | None = None) -> None:
+        """Fail unless ``model`` (anything walk reads) has the snapshot's structure."""
+        __tracebackhide__ = True
+        path = self.path_for(name)
+        if name is None:
+            self._index += 1
+        current = snapshot_json(model)
+        stored = path.read_text(encoding="utf-8") if path.is_file() else None
+        if stored is not None and (stored == current or _graph_of(stored, path)
+                                   == ModelGraph.from_json(current)):
+            return
+        if self.update:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(current, encoding="utf-8")
+            tmp.replace(path)
+            self.written.append(path)
+            return
+        if stored is None:
+            raise AssertionError(f"no model snapshot at {path}\n"
+                                 f"To create it, run: {self.command}")
+        from modeldiff.differ import diff
+
+        old, new = _graph_of(stored, path), ModelGraph.from_json(current)
+        d = diff(old, new, align=None)
+        body = str(d).splitlines() if d else [
+            "no structural difference; the stored JSON differs:",
+            *_json_diff(stored, current)]
+        raise AssertionError("\n".join([
+            f"model snapshot {path} does not match (snapshot -> current):",
+            *_clip_lines(body), f"To accept the current model, run: {self.command}"]))
+
+
+def _graph_of(text: str, path: Path) -> ModelGraph:
+    from modeldiff.errors import SchemaError
+
+    try:
+        return ModelGraph.from_json(text)
+    except SchemaError as e:
+        raise SchemaError(f"model snapshot {path} is not readable: {e}; delete it and run "
+                          "with --modeldiff-update") from e
+
+
+def _safe_name(name: str) -> str:
+    """A test name as a file name: ``test_x[a/b c]`` -> ``test_x[a_b_c]``."""
+    return re.sub(r"[^\w.\-\[\]]", "_", name)
