@@ -133,18 +133,19 @@ def memory_probe(*, rss: bool = True) -> dict[str, float]:
         return float("nan")
 
     out: dict[str, float] = {}
-    try:
-        if not rss:
-            raise OSError("RSS not asked for")
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (peak RSS) to VmRSS now
+    if rss:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (peak RSS) to VmRSS
+        except OSError:  # not Linux: no RSS cross-check, tracemalloc still works
+            rss = False
+    if rss:
         before = status("VmRSS")
         graph = walk(model)
         out["rss_peak_mb"] = status("VmHWM") - before
         out["rss_retained_mb"] = status("VmRSS") - before
-    except OSError:  # not Linux (or not asked): no RSS cross-check, tracemalloc still works
-        graph = walk(model)
-    out["modules"] = len(graph)
-    del graph
+        del graph
+    else:
+        walk(model)  # the tracemalloc walk below is a second walk either way
     gc.collect()
     tracemalloc.start()
     graph = walk(model)  # held, so "current" is what the graph keeps
