@@ -174,26 +174,46 @@ def graphs(draw: st.DrawFn, *, max_nodes: int = 12) -> ModelGraph:
 def configs(model_type: str) -> st.SearchStrategy[Any]:
     """Tiny valid transformers configs of ``model_type`` (at least distilbert, bert, roberta,
     gpt2, llama and t5), varied in the sizes that change the architecture: layers, heads,
-    hidden size, vocabulary, labels, dropout."""
+    hidden size, vocabulary, labels, dropout.
+
+    Each is :func:`modeldiff.tiny.tiny_config` with overrides, so the config class validates
+    it and special-token ids are clamped into the drawn vocabulary.
+
+    >>> from hypothesis import find
+    >>> cfg = find(configs("llama"), lambda c: c.num_hidden_layers == 3 and c.num_labels == 4)
+    >>> cfg.hidden_size == cfg.num_attention_heads * cfg.head_dim
+    True
+    """
     from modeldiff.tiny import tiny_config
 
-    base = tiny_config(model_type)
+    keys = frozenset(tiny_config(model_type).to_dict())  # fails early on an unknown type
     return st.builds(
-        lambda layers, labels, drop: _vary(base, layers=layers, labels=labels, drop=drop),
-        st.integers(1, 3), st.integers(1, 4), st.sampled_from([0.0, 0.1, 0.2]))
+        lambda **sizes: tiny_config(model_type, **_overrides(keys, **sizes)),
+        layers=st.integers(1, 3), heads=st.sampled_from([2, 4]), head_size=st.sampled_from([4, 8]),
+        vocab=st.sampled_from([64, 256]), labels=st.integers(1, 4),
+        drop=st.sampled_from([0.0, 0.1, 0.2]))
 
 
-def _vary(base: Any, *, layers: int, labels: int, drop: float) -> Any:
-    import copy
+# Config-key families, by what they size. Only keys the config class really has are set.
+_LAYER_KEYS = ("num_hidden_layers", "n_layers", "n_layer", "num_layers", "num_decoder_layers")
+_HIDDEN_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
+_HEAD_KEYS = ("num_attention_heads", "n_heads", "n_head", "num_heads")
+_HEAD_SIZE_KEYS = ("head_dim", "d_kv")
+_DROPOUT_KEYS = ("hidden_dropout_prob", "dropout", "resid_pdrop", "dropout_rate")
 
-    cfg = copy.deepcopy(base)
-    for name in ("num_hidden_layers", "n_layers", "n_layer", "num_layers"):
-        if hasattr(cfg, name) and isinstance(getattr(cfg, name), int):
-            setattr(cfg, name, layers)
-    if hasattr(cfg, "num_decoder_layers") and isinstance(cfg.num_decoder_layers, int):
-        cfg.num_decoder_layers = layers
-    cfg.num_labels = labels
-    for name in ("hidden_dropout_prob", "dropout", "resid_pdrop", "dropout_rate"):
-        if isinstance(getattr(cfg, name, None), float):
-            setattr(cfg, name, drop)
-    return cfg
+
+def _overrides(keys: frozenset[str], *, layers: int, heads: int, head_size: int, vocab: int,
+               labels: int, drop: float) -> dict[str, Any]:
+    out: dict[str, Any] = {k: layers for k in _LAYER_KEYS if k in keys}
+    # hidden = heads x head size, so every attention splits evenly; 2 key/value heads divide
+    # both head counts.
+    out.update({k: heads * head_size for k in _HIDDEN_KEYS if k in keys})
+    out.update({k: heads for k in _HEAD_KEYS if k in keys})
+    out.update({k: head_size for k in _HEAD_SIZE_KEYS if k in keys})
+    if "num_key_value_heads" in keys:
+        out["num_key_value_heads"] = 2
+    if "vocab_size" in keys:
+        out["vocab_size"] = vocab
+    out.update({k: drop for k in _DROPOUT_KEYS if k in keys})
+    out["num_labels"] = labels
+    return out

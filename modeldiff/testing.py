@@ -522,6 +522,9 @@ class ModelSnapshot:
         self.written: list[Path] = []
         self._index = 0
 
+    def __repr__(self) -> str:
+        return f"<ModelSnapshot {self.directory / self.name}.json>"
+
     def path_for(self, snapshot_name: str | None = None) -> Path:
         """The file the next unnamed ``assert_match`` (or the named one) uses."""
         if snapshot_name is not None:
