@@ -372,10 +372,14 @@ def _within(a: Any, b: Any, s: Any, *, rtol: float, atol: float) -> bool:
 
 
 def _close_patterns(pattern: str, names: Sequence[str]) -> list[str]:
-    """Names and ``module.*`` globs close to a pattern that matched nothing."""
+    """``module.*`` globs (for a glob) or names (for a plain name) close to a pattern that
+    matched nothing."""
+    glob = any(c in pattern for c in "*?[")
     candidates: dict[str, None] = {}
     for n in names:
-        candidates[n] = None
+        if not glob:
+            candidates[n] = None
+            continue
         parts = n.split(".")
         for i in range(1, len(parts)):
             candidates[".".join(parts[:i]) + ".*"] = None
