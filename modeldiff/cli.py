@@ -267,8 +267,23 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 1 if result else 0
 
 
+# -- demo -----------------------------------------------------------------------------------
+def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("demo", help="replay the DistilBERT tutorial end to end, offline")
+    p.add_argument("--out", default="modeldiff-demo",
+                   help="folder for the diagrams and the saved checkpoint (default: %(default)s)")
+    p.set_defaults(run=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from modeldiff.demo import run_demo
+
+    return 0 if run_demo(args.out).identical else 1
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
     _add_summary,
+    _add_demo,
     _add_diff,
     _add_classify,
     _add_render,

@@ -22,8 +22,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modeldiff.errors import AlignmentError, InputTypeError
-from modeldiff.graph import AttrValue, ModelGraph, Node, StrEnum, Tensor, format_attrs
-from modeldiff.kinds import key_attrs
+from modeldiff.graph import (
+    AttrValue,
+    ModelGraph,
+    Node,
+    StrEnum,
+    Tensor,
+    format_attrs,
+    key_attrs,
+)
 
 if TYPE_CHECKING:
     from modeldiff.tensors import WeightDiff

@@ -490,7 +490,8 @@ class ModelGraph:
 
     # -- text ----------------------------------------------------------------------------
     def summary(self, depth: int | None = None, *, fold: bool = True) -> str:
-        """A readable table: module path, class, attributes, parameters.
+        """A readable table: module path, class, key attributes (torch defaults such as
+        ``bias=True`` left out; JSON keeps them), parameters.
 
         ``depth`` cuts the tree (parameter counts are subtree totals); ``fold`` shows a repeat
         group once, as ``layer.0-5 (x6)``. The last line gives the totals; with tied weights
@@ -514,6 +515,25 @@ def format_attrs(attrs: tuple[tuple[str, AttrValue], ...], *, limit: int | None 
     if limit is not None and len(parts) > limit:
         parts = [*parts[:limit], "..."]
     return ", ".join(parts)
+
+
+# Attribute values that are torch's defaults and say little on their own; summaries, diffs and
+# diagrams leave them out ("Linear(in_features=768, out_features=2)"), JSON keeps everything.
+_QUIET: frozenset[tuple[str, AttrValue]] = frozenset({
+    ("bias", True), ("inplace", False), ("elementwise_affine", True), ("affine", True),
+    ("track_running_stats", True), ("approximate", "none"), ("batch_first", False),
+})
+
+
+def key_attrs(attrs: tuple[tuple[str, AttrValue], ...]) -> tuple[tuple[str, AttrValue], ...]:
+    """The attributes worth showing: defaults such as ``bias=True`` left out.
+
+    >>> key_attrs((("in_features", 768), ("out_features", 2), ("bias", True)))
+    (('in_features', 768), ('out_features', 2))
+    >>> key_attrs((("p", 0.2), ("inplace", False)))
+    (('p', 0.2),)
+    """
+    return tuple((k, v) for k, v in attrs if (k, v) not in _QUIET)
 
 
 def _attr_to_json(v: AttrValue) -> Any:
@@ -548,7 +568,8 @@ def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:
         else:
             label = node.name if path else "(root)"
             count = f"{node.totals.params:,}"
-        rows.append(("  " * indent + label, node.cls, format_attrs(node.attrs, limit=4), count))
+        rows.append(("  " * indent + label, node.cls, format_attrs(key_attrs(node.attrs), limit=4),
+                     count))
         if depth is not None and indent >= depth:
             return
         for name, child in g.children(path):

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from modeldiff.graph import AttrValue, Kind
+from modeldiff.graph import AttrValue, Kind, key_attrs
 
 __all__ = ["KindRegistry", "KindSpec", "key_attrs", "lookup", "parse_attrs", "registry", "tensor_shapes"]
 
@@ -354,21 +354,3 @@ def suggest(word: str, choices: tuple[str, ...] | list[str], n: int = 3) -> tupl
     """Close matches for error messages."""
     return tuple(difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6))
 
-
-# Attribute values that are torch's defaults and say little on their own; summaries, diffs and
-# diagrams leave them out ("Linear(in_features=768, out_features=2)"), JSON keeps everything.
-_QUIET: frozenset[tuple[str, AttrValue]] = frozenset({
-    ("bias", True), ("inplace", False), ("elementwise_affine", True), ("affine", True),
-    ("track_running_stats", True), ("approximate", "none"), ("batch_first", False),
-})
-
-
-def key_attrs(attrs: tuple[tuple[str, AttrValue], ...]) -> tuple[tuple[str, AttrValue], ...]:
-    """The attributes worth showing: defaults such as ``bias=True`` left out.
-
-    >>> key_attrs((("in_features", 768), ("out_features", 2), ("bias", True)))
-    (('in_features', 768), ('out_features', 2))
-    >>> key_attrs((("p", 0.2), ("inplace", False)))
-    (('p', 0.2),)
-    """
-    return tuple((k, v) for k, v in attrs if (k, v) not in _QUIET)
