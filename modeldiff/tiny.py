@@ -125,6 +125,7 @@ def tiny_config(model_type: str, **overrides: Any) -> Any:
     Traceback (most recent call last):
     modeldiff.errors.UnknownModelTypeError: unknown model_type 'distilbrt': did you mean 'distilbert' ...
     """
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import CONFIG_MAPPING, AutoConfig
 
     known = tuple(CONFIG_MAPPING.keys())
@@ -145,7 +146,8 @@ def tiny_config(model_type: str, **overrides: Any) -> Any:
     kwargs.update(overrides)
     try:
         return AutoConfig.for_model(model_type, **kwargs)
-    except (ValueError, TypeError, KeyError) as e:
+    # v5 configs validate in strict-dataclass validators, whose errors are no ValueError
+    except (ValueError, TypeError, KeyError, StrictDataclassError) as e:
         raise ConfigError(f"tiny_config({model_type!r}) is not a valid "
                           f"{type(AutoConfig.for_model(model_type)).__name__}: {e}; pass the "
                           "offending sizes as keyword overrides") from e
