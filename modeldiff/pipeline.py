@@ -267,9 +267,13 @@ def pipeline_steps(texts: str | Iterable[str], model: Any = None, tokenizer: Any
     limit = _max_length(tok, mdl, max_length)
     function = _score_function(mdl.config)
     id2label = _id2label(mdl.config)
+    if tok.pad_token is None and len(items) > 1:
+        raise InvalidArgumentError("texts", f"{len(items)} texts", "one text when the tokenizer "
+                                   "has no pad token (texts cannot share a padded batch); call "
+                                   "pipeline_steps once per text, or use classify")
     if items:
         with _eval_mode(mdl), torch.inference_mode():
-            enc = _tokenize(tok, items, limit, pad=tok.pad_token is not None or len(items) == 1)
+            enc = _tokenize(tok, items, limit)
             logits = _forward(mdl, enc).float()
         scores = _apply(function, logits)
         ids, mask = enc["input_ids"], enc["attention_mask"]
@@ -481,10 +485,10 @@ def _max_length(tok: Any, model: nn.Module, max_length: int | None) -> int:
     return max_length
 
 
-def _tokenize(tok: Any, batch: list[str], max_length: int, *, pad: bool = True
-              ) -> Mapping[str, torch.Tensor]:
-    return tok(batch, padding=pad, truncation=True, max_length=max_length,  # type: ignore[no-any-return]
-               return_tensors="pt")
+def _tokenize(tok: Any, batch: list[str], max_length: int) -> Mapping[str, torch.Tensor]:
+    # padding=True pads to the longest text of this batch only (a batch of one: no padding).
+    return tok(batch, padding=len(batch) > 1, truncation=True,
+               max_length=max_length, return_tensors="pt")
 
 
 @functools.lru_cache(maxsize=64)
@@ -497,11 +501,11 @@ def _takes_use_cache(forward: Any) -> bool:
 
 def _forward(model: nn.Module, enc: Mapping[str, torch.Tensor]) -> torch.Tensor:
     device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in enc.items()}
+    inputs: dict[str, Any] = {k: v.to(device) for k, v in enc.items()}
     # Classification heads must not build a generation cache (transformers' pipeline does so too).
     if _takes_use_cache(type(model).forward):
-        inputs["use_cache"] = False  # type: ignore[assignment]
-    return model(**inputs).logits.float().cpu()  # type: ignore[no-any-return]
+        inputs["use_cache"] = False
+    return model(**inputs).logits.float().cpu()
 
 
 def _score_function(config: Any) -> ScoreFunction:
