@@ -441,13 +441,28 @@ def explain_compare(left: Any, right: Any) -> list[str] | None:
                 *_json_diff(left.to_json(), right.to_json())]
     from modeldiff.differ import GraphDiff, HeadDelta
 
-    if isinstance(left, (GraphDiff, HeadDelta)):
+    if isinstance(left, HeadDelta):
+        # Field by field, as sets: which module roots and keys only one side has.
+        lines = [f"{kind} == {kind} failed (- left only, + right only):"]
+        for f in HeadDelta.__slots__:
+            a, b = getattr(left, f), getattr(right, f)
+            if a == b:
+                continue
+            if isinstance(a, str):
+                lines.append(f"{f}: {a!r} != {b!r}")
+                continue
+            lines.append(f"{f}:" + "".join(f" -{x}" for x in a if x not in b)
+                         + "".join(f" +{x}" for x in b if x not in a)
+                         + (" (same items, other order)" if set(a) == set(b) else ""))
+        return _clip_lines(lines)
+    if isinstance(left, GraphDiff):
         text_l, text_r = str(left), str(right)
         if text_l == text_r:
             text_l, text_r = repr(left), repr(right)
-        lines = list(difflib.unified_diff(text_l.splitlines(), text_r.splitlines(),
-                                          "left", "right", lineterm="", n=2))
-        return [f"{kind} == {kind} failed:", *_clip_lines(lines)]
+        body = [line for line in difflib.unified_diff(text_l.splitlines(), text_r.splitlines(),
+                                                      lineterm="", n=0)
+                if not line.startswith(("---", "+++", "@@"))]
+        return [f"{kind} == {kind} failed (- left, + right):", *_clip_lines(body)]
     return None
 
 
