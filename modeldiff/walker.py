@@ -263,19 +263,29 @@ def _tasks_for(config: Any) -> tuple[str, ...]:
 # -- the walk itself -------------------------------------------------------------------------
 _dtype_names: dict[torch.dtype, str] = {}
 _device_names: dict[torch.device, str] = {}
-_class_info: dict[type, tuple[str, str, tuple[str, ...], bool, bool]] = {}
+_class_info: dict[type, tuple[str, str, tuple[str, ...], bool, int]] = {}
 _BASE_EXTRA_REPR = nn.Module.extra_repr
+_BASE_REPR = nn.Module.__repr__
+# Where a class's attributes come from: nowhere, its extra_repr(), or (leaves only) the text
+# inside its own __repr__'s parentheses.
+_ATTRS_NONE, _ATTRS_EXTRA_REPR, _ATTRS_OWN_REPR = 0, 1, 2
 
 
-def _info(cls: type) -> tuple[str, str, tuple[str, ...], bool, bool]:
-    """(name, qualified name, MRO names, is a PreTrainedModel, has its own extra_repr)."""
+def _info(cls: type) -> tuple[str, str, tuple[str, ...], bool, int]:
+    """(name, qualified name, MRO names, is a PreTrainedModel, where its attributes print:
+    one of the _ATTRS_* modes)."""
     info = _class_info.get(cls)
     if info is None:
         tf = sys.modules.get("transformers")
         is_model = bool(tf is not None and issubclass(cls, tf.PreTrainedModel))
         mro = tuple(c.__name__ for c in cls.__mro__[1:] if c is not nn.Module and c is not object)
-        info = (cls.__name__, f"{cls.__module__}.{cls.__qualname__}", mro, is_model,
-                getattr(cls, "extra_repr", _BASE_EXTRA_REPR) is not _BASE_EXTRA_REPR)
+        if getattr(cls, "extra_repr", _BASE_EXTRA_REPR) is not _BASE_EXTRA_REPR:
+            mode = _ATTRS_EXTRA_REPR
+        elif cls.__repr__ is not _BASE_REPR:
+            mode = _ATTRS_OWN_REPR
+        else:
+            mode = _ATTRS_NONE
+        info = (cls.__name__, f"{cls.__module__}.{cls.__qualname__}", mro, is_model, mode)
         _class_info[cls] = info
     return info
 
@@ -344,6 +354,8 @@ class _Walker:
             _attrs_cache.clear()
         totals_cache, attrs_cache, spec_cache = _totals_cache, _attrs_cache, _spec_cache
         linear = nn.Linear
+        plain_cache: dict[tuple[Any, ...], Any] = {}
+        plain_cache_classes = _PLAIN_KEYS
         self.paths, self.nodes, self.contains, self.ties, self.repeats = (
             paths, nodes, contains, ties, repeats)
 
@@ -376,17 +388,17 @@ class _Walker:
                 seen_tensor[id(t)] = full
             else:
                 ties.append(Tie(source=first, target=full))
-            requires_grad = t.requires_grad
-            key = (name, t.shape, t.dtype, t.device, requires_grad, buffer, persistent)
+            requires_grad, shape, dtype, device = t.requires_grad, t.shape, t.dtype, t.device
+            key = (name, shape, dtype, device, requires_grad, buffer, persistent)
             out = interned.get(key) if first is None else None
             if out is None:
-                dt = _dtype_names.get(t.dtype)
+                dt = _dtype_names.get(dtype)
                 if dt is None:
-                    dt = _dtype_names[t.dtype] = str(t.dtype).removeprefix("torch.")
-                dev = _device_names.get(t.device)
+                    dt = _dtype_names[dtype] = str(dtype).removeprefix("torch.")
+                dev = _device_names.get(device)
                 if dev is None:
-                    dev = _device_names[t.device] = str(t.device)
-                out = Tensor(name=name, shape=tuple(t.shape), dtype=dt, device=dev,
+                    dev = _device_names[device] = str(device)
+                out = Tensor(name=name, shape=tuple(shape), dtype=dt, device=dev,
                              requires_grad=requires_grad, buffer=buffer, persistent=persistent,
                              tied_to=first)
                 if first is None:
@@ -463,8 +475,14 @@ class _Walker:
                 attrs = linear_cache.get(lkey)
                 if attrs is None:
                     attrs = linear_cache[lkey] = parse_attrs(spec, mod.extra_repr())
+            elif cls in plain_cache_classes:
+                # Dropout, LayerNorm, Embedding: key on the fields their extra_repr prints
+                pkey = _plain_key(mod)
+                attrs = plain_cache.get(pkey)
+                if attrs is None:
+                    attrs = plain_cache[pkey] = parse_attrs(spec, mod.extra_repr())
             elif has_extra:
-                text = mod.extra_repr()
+                text = mod.extra_repr() if has_extra == _ATTRS_EXTRA_REPR else _own_repr_text(mod)
                 akey = (spec, text)
                 attrs = attrs_cache.get(akey)
                 if attrs is None:
@@ -488,6 +506,38 @@ class _Walker:
             return sig, sums
 
         self.visit = visit
+
+
+def _own_repr_text(mod: nn.Module) -> str:
+    """For a leaf class that overrides ``__repr__`` instead of ``extra_repr`` (GPT-2's
+    ``Conv1D(nf=.., nx=..)``): the text its repr puts inside ``Name(...)``, as print shows."""
+    if mod._modules:
+        return ""
+    try:
+        text = repr(mod)  # a custom repr may compute on values, which fails on meta
+    except Exception:
+        return ""
+    name = type(mod).__name__
+    if text.startswith(name + "(") and text.endswith(")") and "\n" not in text:
+        return text[len(name) + 1:-1]
+    return ""
+
+
+# Exact classes whose extra_repr() is a function of a few plain fields, so walk can cache
+# the parsed attributes on those fields instead of formatting and parsing text per module.
+# Subclasses are not included: they may print differently.
+_PLAIN_KEYS: dict[type, Any] = {
+    nn.Dropout: lambda m: (m.p, m.inplace),
+    nn.LayerNorm: lambda m: (m.normalized_shape, m.eps, m.elementwise_affine,
+                             m._parameters.get("bias") is not None),
+    nn.Embedding: lambda m: (m.num_embeddings, m.embedding_dim, m.padding_idx, m.max_norm,
+                             m.norm_type, m.scale_grad_by_freq, m.sparse),
+}
+
+
+def _plain_key(mod: nn.Module) -> tuple[Any, ...]:
+    cls = type(mod)
+    return (cls, *_PLAIN_KEYS[cls](mod))
 
 
 def _share(t: Tensor) -> tuple[int, int, int, int]:
