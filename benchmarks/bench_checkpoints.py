@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -61,10 +62,14 @@ def measure(fn: Callable[[], object], repeats: int) -> tuple[float, float, float
     return statistics.median(times), peak / 2**20, peak_rss, result
 
 
-def main() -> None:
+def main(quick: bool = False, argv: list[str] | None = None) -> None:
+    """Prints its own tables (run.py's convention allows None). ``quick``: one repeat."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args([] if argv is None else argv)
+    if quick or args.quick:
+        args.repeats = 1
 
     import numpy as np
     import torch
@@ -144,4 +149,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(argv=sys.argv[1:])
