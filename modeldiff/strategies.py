@@ -99,9 +99,10 @@ def modules(draw: st.DrawFn, *, max_depth: int = 3) -> Any:
         root.add_module("left", shared)
         root.add_module("right", shared)
     if draw(st.booleans()):
-        root.add_module("enc", nn.Linear(dim, dim, bias=False))
-        root.add_module("dec", nn.Linear(dim, dim, bias=False))
-        root.dec.weight = root.enc.weight
+        enc, dec = nn.Linear(dim, dim, bias=False), nn.Linear(dim, dim, bias=False)
+        dec.weight = enc.weight
+        root.add_module("enc", enc)
+        root.add_module("dec", dec)
     if draw(st.booleans()):
         root.body.requires_grad_(False)
     return root

@@ -193,8 +193,8 @@ def assert_weights_equal(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0
     if bad and (rtol or atol):
         bad = [s for s in bad if not _within(a, b, s, rtol=rtol, atol=atol)]
     if bad:
-        tol = f" (rtol={rtol:g}, atol={atol:g})" if rtol or atol else ""
-        lines.insert(0, f"weights differ{tol}: {len(bad)} of {len(stats)} tensors compared")
+        within = f" (rtol={rtol:g}, atol={atol:g})" if rtol or atol else ""
+        lines.insert(0, f"weights differ{within}: {len(bad)} of {len(stats)} tensors compared")
         lines += _listed(None, [str(s) for s in bad])
     elif lines:
         lines.insert(0, "weights differ: the two sides do not hold the same tensors")
