@@ -1,0 +1,248 @@
+"""The oracle for ``head_delta``: transformers' own loading report.
+
+``loading_report(model_type, task)`` builds the tiny base model of ``model_type`` (seeded,
+CPU, real initialisation), saves it with ``save_pretrained`` and loads the task's head class
+from that folder with ``from_pretrained(folder, output_loading_info=True)``. What transformers
+says it did is the answer ``head_delta`` must give without loading anything.
+
+What transformers 5.24 counts (read in ``modeling_utils.py`` and ``core_model_loading.py``,
+and checked on every case of :data:`SWEEP_CASES` by ``tests/test_head_delta_sweep.py``):
+
+1. ``missing_keys`` starts as every key of the head's ``model.state_dict()``: parameters and
+   *persistent* buffers, under every name (a tied parameter is listed once per name). Keys
+   the checkpoint fills are removed. Non-persistent buffers (``position_ids``, rotary
+   ``inv_freq``) are never in ``state_dict()``, so they are never missing, and the saved
+   checkpoint does not hold them, so never unexpected either. A persistent buffer is
+   counted like a parameter (``final_logits_bias`` of the seq2seq LM heads).
+2. A tied weight is not missing *when its source was loaded*. After loading,
+   ``tie_weights(missing_keys=...)`` walks ``model.all_tied_weights_keys`` ({target:
+   source}) and discards the target from ``missing_keys`` (the MLM decoder weight tied to
+   the word embeddings of a base checkpoint). Tying is symmetric: if only the target was
+   loaded, the source is tied to it and the *source* key is discarded. If neither was
+   loaded, both stay missing: BERT's ``cls.predictions.decoder.bias`` is tied to
+   ``cls.predictions.bias`` and both are reported. A head weight with no tie declared is
+   missing even when it could be tied (``LukeForMaskedLM``'s ``lm_head.decoder.weight``,
+   ``EuroBertForMaskedLM``'s ``lm_head.weight``).
+3. ``base_model_prefix`` is added or stripped per key, never for the whole checkpoint:
+   a checkpoint key ``k`` that is not in the head's state dict becomes ``f"{prefix}.{k}"``
+   when that is; a key starting with ``prefix.`` loses it when the stripped key is in the
+   head (``rename_source_key``). So a ``DistilBertModel`` checkpoint fills ``distilbert.*``
+   of ``DistilBertForSequenceClassification``. Missing keys are spelled as the *head*
+   names them (with the prefix): a head whose inner base has more than the saved base is
+   missing those parts under the prefix (``gte.pooler.dense.weight``,
+   ``nomic_bert.pooler.dense.weight``: their base models are built without a pooler).
+4. ``unexpected_keys`` are the checkpoint keys that matched nothing, spelled as the
+   *checkpoint* names them (after the conversions of 6), i.e. *without* the head's prefix:
+   the pooler a token-classification head has no use for is ``pooler.dense.weight``, not
+   ``bert.pooler.dense.weight``. When the head's inner base class differs from the saved
+   base class (``FunnelForSequenceClassification`` wraps ``FunnelBaseModel``, which has no
+   decoder; ``*T5ForTokenClassification`` wraps ``*T5EncoderModel`` under ``transformer``),
+   the extra parts are unexpected under their base-model names (``decoder.layers.0...``,
+   ``decoder.block.0...``) while the rest still loads under the prefix.
+5. ``_keys_to_ignore_on_load_missing`` / ``_keys_to_ignore_on_load_unexpected`` are regexes
+   (``re.search``, unanchored) collected in ``post_init`` from the head and every child
+   ``PreTrainedModel`` (without the child's name). Matching keys are *already removed*
+   from the lists ``from_pretrained`` returns (``_adjust_missing_and_unexpected_keys``).
+   Two unexpected patterns are added by transformers itself whenever the head has such a
+   buffer: ``rotary_emb\\.inv_freq`` and ``(^|\\.)position_ids$`` (old checkpoints saved
+   them). :class:`LoadingReport` keeps the full pattern sets and both lists as they were
+   *before* that filtering (``raw_missing``, ``raw_unexpected``, read by wrapping that one
+   method during the load), so ``ignored_missing`` / ``ignored_unexpected`` are exact.
+   Seen here: ``T5ForTokenClassification`` ignores ``decoder`` (28 keys), while
+   ``MT5``/``UMT5ForTokenClassification`` do not (their decoder is unexpected);
+   ``BartForConditionalGeneration`` ignores a missing ``final_logits_bias``, while
+   ``MvpForConditionalGeneration`` lists that pattern under *unexpected*, so its
+   ``final_logits_bias`` is reported missing.
+6. Checkpoint layout conversions (``conversion_mapping.py``): ``save_pretrained`` writes
+   the original (hub) layout and ``from_pretrained`` converts it back, so every name in the
+   report is the *model's* name, never the file's. Mixture-of-experts models keep experts
+   fused (``mlp.experts.gate_up_proj``, ``mlp.experts.down_proj``: one 3-D tensor each);
+   the saved file holds per-expert ``block_sparse_moe.experts.0.w1.weight`` (mixtral) or
+   ``mlp.experts.0.gate_proj.weight`` (qwen2_moe), merged again on load, and none of it
+   shows up as missing or unexpected. ESM saves LayerNorms as ``gamma``/``beta``, GTE its
+   original ``qkv_proj`` layout; same story. ``save_pretrained`` also leaves out tied
+   copies (bart's ``encoder.embed_tokens.weight``), which the head ties back (rule 2).
+7. ``mismatched_keys`` (same key, other shape) stay empty here: head and base come from
+   the same tiny config.
+
+The tiny models use the same seed, so runs are reproducible; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from modeldiff.tiny import TINY_MODEL_TYPES, tiny_config
+
+__all__ = ["SWEEP_CASES", "SWEEP_TASKS", "LoadingReport", "head_class_for", "loading_report"]
+
+SWEEP_TASKS = ("sequence-classification", "token-classification", "masked-lm")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadingReport:
+    """What ``HeadClass.from_pretrained(base_folder, output_loading_info=True)`` reported.
+
+    ``missing`` / ``unexpected``: the lists as returned (ignore patterns applied).
+    ``raw_missing`` / ``raw_unexpected``: the same lists just before transformers removed
+    the keys matching ``ignored_missing_patterns`` / ``ignored_unexpected_patterns``.
+    ``mismatched``: (key, checkpoint shape, model shape) triples.
+    ``saved_keys``: the keys in the saved base checkpoint file, in its own (hub) layout.
+    """
+
+    model_type: str
+    task: str
+    missing: frozenset[str]
+    unexpected: frozenset[str]
+    mismatched: frozenset[tuple[str, tuple[int, ...], tuple[int, ...]]]
+    raw_missing: frozenset[str]
+    raw_unexpected: frozenset[str]
+    ignored_missing_patterns: frozenset[str]
+    ignored_unexpected_patterns: frozenset[str]
+    base_class: str
+    head_class: str
+    base_model_prefix: str
+    saved_keys: frozenset[str]
+
+    @property
+    def ignored_missing(self) -> frozenset[str]:
+        """Missing keys transformers dropped from its report because of an ignore pattern."""
+        return self.raw_missing - self.missing
+
+    @property
+    def ignored_unexpected(self) -> frozenset[str]:
+        """Unexpected keys transformers dropped from its report because of a pattern."""
+        return self.raw_unexpected - self.unexpected
+
+
+def _mapping(task: str) -> dict[str, Any]:
+    from transformers.models.auto import modeling_auto as auto
+
+    return {
+        "sequence-classification": auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+        "token-classification": auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES,
+        "masked-lm": auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    }[task]
+
+
+def _cases() -> list[tuple[str, str]]:
+    return [(t, task) for t in TINY_MODEL_TYPES for task in SWEEP_TASKS if t in _mapping(task)]
+
+
+SWEEP_CASES: list[tuple[str, str]] = _cases()
+
+
+def head_class_for(model_type: str, task: str) -> type:
+    """The class ``from_pretrained`` builds for ``task`` from a ``model_type`` checkpoint."""
+    import transformers
+
+    from modeldiff.walker import TASKS
+
+    auto = getattr(transformers, TASKS[task])
+    return auto._model_mapping[type(tiny_config(model_type))]  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _recording(cls: type, into: dict[str, frozenset[str]]) -> Iterator[None]:
+    """Record ``loading_info`` as it enters ``_adjust_missing_and_unexpected_keys``, the one
+    step that applies the ignore patterns. The real method still runs: the report returned
+    is transformers' own."""
+    real = cls._adjust_missing_and_unexpected_keys  # type: ignore[attr-defined]
+    had_own = "_adjust_missing_and_unexpected_keys" in vars(cls)
+
+    def adjust(self: Any, loading_info: Any) -> None:
+        into["missing"] = frozenset(loading_info.missing_keys)
+        into["unexpected"] = frozenset(loading_info.unexpected_keys)
+        into["ignore_missing"] = frozenset(self._keys_to_ignore_on_load_missing or ())
+        unexpected = set(self._keys_to_ignore_on_load_unexpected or ())
+        # the patterns transformers adds on its own, with its own test (modeling_utils.py)
+        buffers = [name for name, _ in self.named_buffers()]
+        if any(b.endswith("rotary_emb.inv_freq") for b in buffers):
+            unexpected.add(r"rotary_emb\.inv_freq")
+        if any(b.endswith("position_ids") for b in buffers):
+            unexpected.add(r"(^|\.)position_ids$")
+        into["ignore_unexpected"] = frozenset(unexpected)
+        real(self, loading_info)
+
+    cls._adjust_missing_and_unexpected_keys = adjust  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if had_own:
+            cls._adjust_missing_and_unexpected_keys = real  # type: ignore[attr-defined]
+        else:
+            del cls._adjust_missing_and_unexpected_keys  # type: ignore[attr-defined]
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """No progress bars from save/load in test output; the previous setting comes back."""
+    from transformers.utils import logging as tf_logging
+
+    was = tf_logging.is_progress_bar_enabled()
+    tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            tf_logging.enable_progress_bar()
+
+
+@functools.cache
+def loading_report(model_type: str, task: str) -> LoadingReport:
+    """Save the tiny base model of ``model_type``, load ``task``'s head from it, and return
+    what transformers reported. Cached per case for the session (functools.cache)."""
+    import torch
+    import transformers
+    from safetensors import safe_open
+
+    from modeldiff.walker import TASKS, build_model
+
+    config = tiny_config(model_type)
+    torch.manual_seed(0)
+    base = build_model(config, task="base", device="cpu")
+    head_cls = head_class_for(model_type, task)
+    auto_class = getattr(transformers, TASKS[task])
+    seen: dict[str, frozenset[str]] = {}
+    with tempfile.TemporaryDirectory(prefix=f"sweep-{model_type}-") as folder:
+        with _quiet():
+            base.save_pretrained(folder)
+        with safe_open(f"{folder}/model.safetensors", framework="pt") as f:
+            saved = frozenset(f.keys())
+        torch.manual_seed(0)
+        with _recording(head_cls, seen), _quiet():
+            head, info = auto_class.from_pretrained(folder, output_loading_info=True)
+    assert type(head) is head_cls, (type(head), head_cls)
+    return LoadingReport(
+        model_type=model_type,
+        task=task,
+        missing=frozenset(info["missing_keys"]),
+        unexpected=frozenset(info["unexpected_keys"]),
+        mismatched=frozenset(_mismatched(info["mismatched_keys"])),
+        raw_missing=seen["missing"],
+        raw_unexpected=seen["unexpected"],
+        ignored_missing_patterns=seen["ignore_missing"],
+        ignored_unexpected_patterns=seen["ignore_unexpected"],
+        base_class=type(base).__name__,
+        head_class=head_cls.__name__,
+        base_model_prefix=head_cls.base_model_prefix,
+        saved_keys=saved,
+    )
+
+
+def _mismatched(entries: Any) -> Iterator[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    for entry in entries:
+        key, *shapes = entry if isinstance(entry, tuple) else (entry,)
+        a, b = (tuple(s) for s in shapes) if len(shapes) == 2 else ((), ())
+        yield str(key), a, b
+
+
+def matches_any(key: str, patterns: frozenset[str]) -> bool:
+    """Whether transformers' ignore patterns (regexes, searched) cover ``key``."""
+    return any(re.search(p, key) for p in patterns)
