@@ -29,7 +29,7 @@ import math
 import mmap
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,13 +322,51 @@ def _as_f64(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float64)
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch single-threaded, then restore the caller's setting. Element-wise work on
+    4 MB chunks gains nothing from intra-op threads, and on shared cores their spin-waiting
+    made it 30-100x slower (measured: isfinite 40 ms with 2 threads, 1.1 ms with 1)."""
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _accumulate(a: _Ref, b: _Ref, *, rtol: float, atol: float
                 ) -> tuple[int, float, float, float, float, float, int]:
+    with _one_thread():
+        return _accumulate_chunks(a, b, rtol=rtol, atol=atol)
+
+
+def _accumulate_chunks(a: _Ref, b: _Ref, *, rtol: float, atol: float
+                       ) -> tuple[int, float, float, float, float, float, int]:
     n_changed = n_far = 0
     max_abs = sa2 = sb2 = sd2 = dot = 0.0
     for lo in range(0, a.numel, _CHUNK_ELEMS):
         hi = min(lo + _CHUNK_ELEMS, a.numel)
         x, y = _as_f64(a.values(lo, hi)), _as_f64(b.values(lo, hi))
+        if not (rtol or atol) and bool(x.isfinite().all()) and bool(y.isfinite().all()):
+            # All finite (the usual case): ~10 passes over the chunk instead of ~25, the four
+            # sums of products as BLAS dot products. Same results as the general path below.
+            d = y - x
+            changed = int(torch.count_nonzero(d))
+            n_changed += changed
+            n_far = n_changed
+            if changed:
+                max_abs = max(max_abs, float(torch.linalg.vector_norm(d, ord=math.inf)))
+                sd2 += float(torch.dot(d, d))
+            sa2 += float(torch.dot(x, x))
+            sb2 += float(torch.dot(y, y))
+            dot += float(torch.dot(x, y))
+            a.done(lo * a.itemsize, hi * a.itemsize)
+            b.done(lo * b.itemsize, hi * b.itemsize)
+            continue
         both_nan = x.isnan() & y.isnan()
         same = (x == y) | both_nan  # inf == inf counts as unchanged, as does NaN vs NaN
         x = torch.where(both_nan, 0.0, x)
