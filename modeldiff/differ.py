@@ -730,38 +730,78 @@ def _change_sig(c: ModuleChange) -> tuple[Any, ...]:
 
 # -- head delta -------------------------------------------------------------------------------
 def _head_delta(base: ModelGraph, head: ModelGraph, prefix: str) -> HeadDelta:
+    """transformers' loading rules (5.x, checked against its own report on 197 heads):
+
+    - missing: the head's state-dict keys (parameters, persistent buffers) that the base
+      checkpoint does not supply; the base prefix is added or stripped key by key;
+    - a tied tensor counts as loaded when the other end of its tie was (in either direction),
+      for ties the model declares and for tensors it actually shares;
+    - unexpected: checkpoint keys the head has no place for, in the checkpoint's names;
+    - keys matching the head's ``_keys_to_ignore_on_load_*`` patterns (and, for unexpected
+      keys, transformers' own ``rotary_emb.inv_freq`` / ``position_ids`` patterns when the
+      head has such buffers) are reported apart, as transformers leaves them out.
+    """
     al = Alignment(before="", after=prefix, how="base_model_prefix")
     d = _diff_graphs(base, head, al)
-    modules = tuple(c.path for c in d.added)
-    # What a base checkpoint holds, in the head's names: its state dict with tied aliases
-    # left out (save_pretrained writes one copy of a tied tensor).
-    base_keys = _checkpoint_keys(base)
-    supplied = {_join(prefix, k) for k in base_keys}
+    # What a base checkpoint holds: its state dict, one copy of each tied tensor.
+    checkpoint = _checkpoint_keys(base)
     head_keys = _checkpoint_keys(head, with_tied=True)
-    tied_sources = {t.target: t.source for t in head.ties}
-    missing: list[str] = []
-    for k in head_keys:
-        if k in supplied:
-            continue
-        src = tied_sources.get(k)
-        if src is not None and (src in supplied or src in head_keys):
-            continue  # loaded through its tie
-        missing.append(k)
-    used = set(head_keys)
-    unexpected = [k for k in base_keys if _join(prefix, k) not in used]
+    head_set = set(head_keys)
+
+    def in_head(key: str) -> str | None:
+        for candidate in (key, _join(prefix, key)):
+            if candidate in head_set:
+                return candidate
+        if prefix and key.startswith(prefix + "."):
+            stripped = key[len(prefix) + 1:]
+            if stripped in head_set:
+                return stripped
+        return None
+
+    loaded: set[str] = set()
+    unexpected: list[str] = []
+    for k in checkpoint:
+        target = in_head(k)
+        if target is None:
+            unexpected.append(k)
+        else:
+            loaded.add(target)
+    ties = {(t.target, t.source) for t in head.ties}
+    if head.hf is not None:
+        ties |= {(t, s) for t, s in head.hf.tied_weights if s}
+    changed = True
+    while changed:  # a tie may lead to a tensor that is itself tied
+        changed = False
+        for target, source in ties:
+            for x, y in ((target, source), (source, target)):
+                if y in loaded and x in head_set and x not in loaded:
+                    loaded.add(x)
+                    changed = True
+    missing = [k for k in head_keys if k not in loaded]
+    missing = list(dict.fromkeys(missing))
     ign_m = head.hf.ignore_missing if head.hf else ()
-    ign_u = head.hf.ignore_unexpected if head.hf else ()
+    ign_u = (*(head.hf.ignore_unexpected if head.hf else ()), *_auto_unexpected_patterns(head))
     return HeadDelta(
         prefix=prefix,
-        modules=modules,
+        modules=tuple(c.path for c in d.added),
         new_parameters=tuple(k for k in missing if not _matches_any(k, ign_m)),
         ignored_missing=tuple(k for k in missing if _matches_any(k, ign_m)),
-        dropped=tuple(_join(prefix, k) for k in unexpected
-                      if not _matches_any(_join(prefix, k), ign_u)),
-        ignored_unexpected=tuple(_join(prefix, k) for k in unexpected
-                                 if _matches_any(_join(prefix, k), ign_u)),
+        dropped=tuple(k for k in unexpected if not _matches_any(k, ign_u)),
+        ignored_unexpected=tuple(k for k in unexpected if _matches_any(k, ign_u)),
         dropped_modules=tuple(c.path for c in d.removed),
     )
+
+
+def _auto_unexpected_patterns(head: ModelGraph) -> tuple[str, ...]:
+    """Patterns transformers adds to a head's ignored unexpected keys by itself, when the
+    head has such buffers."""
+    names = {f"{n.path}.{t.name}" for n in head.nodes for t in n.tensors if t.buffer}
+    out = []
+    if any(k.endswith("rotary_emb.inv_freq") for k in names):
+        out.append(r"rotary_emb\.inv_freq")
+    if any(k == "position_ids" or k.endswith(".position_ids") for k in names):
+        out.append(r"(^|\.)position_ids$")
+    return tuple(out)
 
 
 def _checkpoint_keys(g: ModelGraph, *, with_tied: bool = False) -> tuple[str, ...]:
