@@ -38,6 +38,7 @@ from modeldiff.errors import (
     HubUnavailableError,
     InputTypeError,
     InvalidArgumentError,
+    NotMaterializedError,
     UnsupportedTaskError,
 )
 
@@ -421,6 +422,10 @@ def _resolve(model: Any, tokenizer: Any) -> tuple[nn.Module, Any, bool]:
         tokenizer = _load_tokenizer(str(name))
     elif isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = _load_tokenizer(os.fspath(tokenizer))
+    if any(p.is_meta for p in model.parameters()):
+        raise NotMaterializedError("model lives on the meta device: it has no weights to "
+                                   "classify with; build it on a real device (cpu) or load a "
+                                   "checkpoint folder")
     tf = sys.modules.get("transformers")
     if tf is None or not isinstance(tokenizer, tf.PreTrainedTokenizerBase):
         raise InputTypeError("tokenizer", tokenizer, "a transformers tokenizer, a folder "

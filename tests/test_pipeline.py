@@ -23,6 +23,7 @@ from modeldiff.errors import (
     InputTypeError,
     InvalidArgumentError,
     ModelDiffError,
+    NotMaterializedError,
 )
 from modeldiff.pipeline import default_classifier, pipeline_steps
 
@@ -234,6 +235,13 @@ def test_model_that_is_not_a_classifier_is_refused(tok):
     assert isinstance(info.value, TypeError)
     with pytest.raises(InputTypeError, match="model must be"):
         modeldiff.classify(["x"], torch.nn.Linear(2, 2), tok)
+
+
+def test_meta_model_is_refused(tok):
+    with torch.device("meta"):
+        model = DistilBertForSequenceClassification(DistilBertConfig(n_layers=1))
+    with pytest.raises(NotMaterializedError, match="meta device"):
+        modeldiff.classify(["x"], model, tok)
 
 
 def test_model_object_without_tokenizer_asks_for_one():
