@@ -26,11 +26,12 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Union
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any, Union
 
 from modeldiff.errors import SchemaError
+
+if TYPE_CHECKING:
+    import networkx
 
 if sys.version_info >= (3, 11):
     from enum import StrEnum
@@ -412,9 +413,12 @@ class ModelGraph:
 
     # -- networkx ------------------------------------------------------------------------
     @property
-    def nx(self) -> nx.DiGraph:
+    def nx(self) -> networkx.DiGraph:
         """The graph as a frozen ``networkx.DiGraph`` (built on first use, then cached)."""
         if self._nx is None:
+            # Imported here: `import modeldiff` (and the pytest plugin) stay light.
+            import networkx as nx
+
             g = nx.DiGraph(root="", hf=self.hf)
             g.add_nodes_from((n.path, {"node": n, "kind": str(n.kind)}) for n in self.nodes)
             order: dict[str, int] = {}
