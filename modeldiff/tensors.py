@@ -108,6 +108,9 @@ class TensorStats:
     rel_change: float | None = None
     cosine: float | None = None
     note: str = ""
+    norm_a: float | None = None  # ||a||, ||b|| and ||b - a|| where values were compared;
+    norm_b: float | None = None  # module summaries add them up across tensors
+    norm_diff: float | None = None
 
     @property
     def comparable(self) -> bool:
@@ -312,7 +315,8 @@ def _stats(name: str, a: _Ref, b: _Ref, *, rtol: float = 0.0, atol: float = 0.0,
     else:
         cos = math.nan
     stats = TensorStats(**base, equal=False, n_changed=n_changed, max_abs=max_abs,
-                        rel_change=rel, cosine=cos, note="; ".join(notes))
+                        rel_change=rel, cosine=cos, note="; ".join(notes), norm_a=na,
+                        norm_b=nb, norm_diff=nd)
     return stats, n_far == 0
 
 
@@ -706,12 +710,16 @@ class ModuleSummary:
     max_rel_change: float
     max_abs: float
     min_cosine: float
+    rel_change: float = 0.0  # ||b - a|| / ||a|| over the changed tensors taken together
+    cosine: float = 1.0  # cosine similarity of the changed tensors taken together
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "tensors": self.tensors, "changed": self.changed,
                 "numel": self.numel, "max_rel_change": _json_float(self.max_rel_change),
                 "max_abs": _json_float(self.max_abs),
-                "min_cosine": _json_float(self.min_cosine)}
+                "min_cosine": _json_float(self.min_cosine),
+                "rel_change": _json_float(self.rel_change),
+                "cosine": _json_float(self.cosine)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -749,10 +757,10 @@ class WeightDiff:
                 + (f"; {len(self.missing)} pairs missing" if self.missing else ""))
 
     def __str__(self) -> str:
-        rows = [("module", "changed", "max rel", "max |b-a|", "min cos")]
+        rows = [("module", "changed", "rel change", "max |b-a|", "cosine")]
         for m in self.modules:
-            rows.append((m.path or "(root)", f"{m.changed}/{m.tensors}", _fmt(m.max_rel_change),
-                         _fmt(m.max_abs), _fmt(m.min_cosine, cos=True)))
+            rows.append((m.path or "(root)", f"{m.changed}/{m.tensors}", _fmt(m.rel_change),
+                         _fmt(m.max_abs), _fmt(m.cosine, cos=True)))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                            for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
@@ -822,11 +830,47 @@ def _by_module(stats: Sequence[TensorStats]) -> tuple[ModuleSummary, ...]:
         out.append(ModuleSummary(
             path=path, tensors=len(items), changed=sum(1 for s in items if not s.equal),
             numel=sum(s.numel for s in items), max_rel_change=_nanmax(rels),
-            max_abs=_nanmax(abss), min_cosine=_nanmin(coss)))
+            max_abs=_nanmax(abss), min_cosine=_nanmin(coss), rel_change=_module_rel(items),
+            cosine=_module_cos(items)))
     # Most moved first; NaN (a value became NaN) sorts to the very top, it is the worst news.
-    out.sort(key=lambda m: (-(math.inf if math.isnan(m.max_rel_change) else m.max_rel_change),
+    # The module-level figure orders them: a zero-initialised bias that moved has an infinite
+    # relative change of its own, which would put every trained layer first alike.
+    out.sort(key=lambda m: (-(math.inf if math.isnan(m.rel_change) else m.rel_change),
                             -m.changed, m.path))
     return tuple(out)
+
+
+def _module_rel(items: Sequence[TensorStats]) -> float:
+    """||b - a|| / ||a|| over a module's changed tensors, as one vector."""
+    changed = [s for s in items if not s.equal]
+    if not changed:
+        return 0.0
+    if any(s.norm_a is None or s.norm_diff is None for s in changed):
+        return math.inf  # a shape change, or values that could not be compared
+    da = sum(s.norm_a ** 2 for s in changed if s.norm_a is not None)
+    dd = sum(s.norm_diff ** 2 for s in changed if s.norm_diff is not None)
+    if math.isnan(da) or math.isnan(dd):
+        return math.nan
+    if dd == 0.0:
+        return 0.0
+    return math.inf if da == 0.0 else math.sqrt(dd) / math.sqrt(da)
+
+
+def _module_cos(items: Sequence[TensorStats]) -> float:
+    """Cosine similarity of a module's changed tensors, as one vector."""
+    changed = [s for s in items if not s.equal]
+    if not changed:
+        return 1.0
+    if any(s.norm_a is None or s.norm_b is None or s.cosine is None for s in changed):
+        return math.nan
+    dot = sum((s.cosine or 0.0) * (s.norm_a or 0.0) * (s.norm_b or 0.0) for s in changed)
+    na = math.sqrt(sum((s.norm_a or 0.0) ** 2 for s in changed))
+    nb = math.sqrt(sum((s.norm_b or 0.0) ** 2 for s in changed))
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return max(-1.0, min(1.0, dot / (na * nb)))
 
 
 # -- small helpers ---------------------------------------------------------------------------

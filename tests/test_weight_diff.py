@@ -104,3 +104,26 @@ def test_cli_diff_weights(minilm_dir, tuned_copy, capsys):
     assert "encoder.layer.1" in out
     assert "changed" in out
     assert main(["diff", str(minilm_dir), str(minilm_dir), "--weights"]) == 0
+
+
+def test_module_summary_treats_a_module_as_one_vector():
+    """A zero-initialised bias that moved has an infinite relative change of its own; the
+    module's figures take weight and bias together, as torch would on the concatenation."""
+    a = torch.nn.Linear(8, 4)
+    with torch.no_grad():
+        a.bias.zero_()
+    b = torch.nn.Linear(8, 4)
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        b.weight.add_(0.05)
+        b.bias.add_(0.01)
+    wd = modeldiff.weight_diff(a, b)
+    bias = next(s for s in wd.tensors if s.name == "bias")
+    assert bias.rel_change == float("inf")
+    (module,) = wd.modules
+    va = torch.cat([a.weight.double().flatten(), a.bias.double()])
+    vb = torch.cat([b.weight.double().flatten(), b.bias.double()])
+    assert module.rel_change == pytest.approx(((vb - va).norm() / va.norm()).item(), rel=1e-9)
+    cos = torch.nn.functional.cosine_similarity(va, vb, dim=0).item()
+    assert module.cosine == pytest.approx(cos, abs=1e-12)
+    assert "inf" not in str(wd).splitlines()[1]
