@@ -525,33 +525,24 @@ def _compare_structure(a: nn.Module, b: nn.Module) -> list[Problem]:
     for name, p in a.named_parameters():
         if name in b_params:
             b_params[name].requires_grad_(p.requires_grad)
-    ga, gb = walk(a), walk(b)
-    # The config inside the graphs is compared (and normalised) on its own, below.
-    if ga.hf is not None and gb.hf is not None:
-        ga = replace(ga, hf=replace(ga.hf, config_json="{}"))
-        gb = replace(gb, hf=replace(gb.hf, config_json="{}"))
-    if ga == gb:
-        return []
-    na = {n.path: n for n in ga}
-    nb = {n.path: n for n in gb}
-    out = [Problem(kind=Finding.STRUCTURE, subject=p or "(root)",
-                   message="only before saving" if p not in nb else
-                   "only after loading" if p not in na else _node_change(na[p], nb[p]))
-           for p in sorted(set(na) | set(nb)) if na.get(p) != nb.get(p)]
-    if not out:
-        out.append(Problem(kind=Finding.STRUCTURE, subject="(graph)",
-                           message="module tree has the same nodes but other edges, ties or "
-                                   "model facts"))
+    from modeldiff.differ import Change, diff
+
+    # An empty structural diff is the check; the config is compared (and normalised) on
+    # its own, below, so config findings of the diff are left out here.
+    d = diff(walk(a), walk(b), align=None)
+    out: list[Problem] = []
+    for c in d.modules:
+        if c.change is Change.CHANGED:
+            detail = "; ".join([*(str(x) for x in c.attrs), *(str(t) for t in c.tensors)])
+        else:
+            detail = ("only before saving" if c.change is Change.REMOVED
+                      else "only after loading") + f": {c.node.signature()}"
+        out.append(Problem(kind=Finding.STRUCTURE, subject=c.label, message=detail))
+    for t in d.ties:
+        state = "tie lost on reload" if t.change is Change.REMOVED else "tie gained on reload"
+        out.append(Problem(kind=Finding.STRUCTURE, subject=t.target,
+                           message=f"{state}: {t.target} -> {t.source}"))
     return out
-
-
-def _node_change(a: Any, b: Any) -> str:
-    sa, sb = a.signature(), b.signature()
-    if sa != sb:
-        return f"{sa} -> {sb}"
-    da, db = a.to_dict(), b.to_dict()
-    keys = sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k))
-    return f"{sa}: {', '.join(keys)} differ"
 
 
 def _compare_state_dicts(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor]

@@ -179,6 +179,17 @@ def test_parameter_added_after_construction_is_lost():
     assert not report.ok
 
 
+def test_module_added_after_construction_shows_as_a_diff_line():
+    model = tiny("DistilBertModel")
+    model.adapter = torch.nn.Linear(4, 2)
+    report = roundtrip(model)
+    (structure,) = [p for p in report.problems if p.kind == Finding.STRUCTURE]
+    assert structure.subject == "adapter"
+    assert structure.message == \
+        "only before saving: Linear(in_features=4, out_features=2, bias=True)"
+    assert not report.ok
+
+
 # -- bad input -------------------------------------------------------------------------------
 def test_workdir_under_a_regular_file(tmp_path):
     blocker = tmp_path / "a_file"
