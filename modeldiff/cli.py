@@ -14,8 +14,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from modeldiff.errors import ModelDiffError
+
+if TYPE_CHECKING:
+    from modeldiff.diagram import Renderable
 
 __all__ = ["main"]
 
@@ -29,7 +33,7 @@ def _model_arg(p: argparse.ArgumentParser, name: str, help_text: str) -> None:
 
 
 # -- summary --------------------------------------------------------------------------------
-def _add_summary(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="print a model's structure as a table")
     _model_arg(p, "model", "the model")
     p.add_argument("--task", choices=TASK_CHOICES, help="which head to build (default: base, "
@@ -62,7 +66,7 @@ def _top_k(text: str) -> int | None:
     return value
 
 
-def _add_classify(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_classify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="classify texts with a sequence-classification model",
                        description="Print the predicted label and score of each text. Without "
                        "--model, an offline DistilBERT with an untrained head is used: its "
@@ -108,7 +112,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 
 # -- render -------------------------------------------------------------------------------
-def _add_render(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_render(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="draw a model, or the difference of two, with Graphviz",
                        description="Write a diagram of MODEL, or of what changed from A to B "
                        "when two models are given. The format follows the extension of -o: "
@@ -134,6 +138,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from modeldiff.diagram import save
     from modeldiff.walker import walk
 
+    obj: Renderable
     if len(args.models) == 1:
         obj = walk(args.models[0], task=args.task)
     else:
@@ -146,7 +151,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 # -- diff -----------------------------------------------------------------------------------
-def _add_diff(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_diff(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("diff", help="the structural difference of two models",
                        description="Print what differs between A and B as a +/-/~ tree. Exit "
                                    "status 0 when they are the same, 1 when different, 2 on "
@@ -183,7 +188,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 # -- roundtrip ------------------------------------------------------------------------------
-def _add_roundtrip(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_roundtrip(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("roundtrip", help="save_pretrained, from_pretrained, and compare",
                        description="Save MODEL with save_pretrained into a temporary folder, "
                                    "load it back and compare structure, state dict, config and "
@@ -245,7 +250,7 @@ def _cmd_roundtrip(args: argparse.Namespace) -> int:
 
 
 # -- compare --------------------------------------------------------------------------------
-def _add_compare(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare two checkpoints tensor by tensor",
                        description="Compare two checkpoint folders (single or sharded "
                                    "safetensors, or .bin) or two weight files, streamed. Exit "
@@ -268,7 +273,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 # -- demo -----------------------------------------------------------------------------------
-def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="replay the DistilBERT tutorial end to end, offline")
     p.add_argument("--out", default="modeldiff-demo",
                    help="folder for the diagrams and the saved checkpoint (default: %(default)s)")
@@ -281,7 +286,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if run_demo(args.out).identical else 1
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_summary,
     _add_demo,
     _add_diff,

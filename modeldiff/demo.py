@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 __all__ = ["SENTENCES", "DemoResult", "run_demo"]
 
@@ -42,7 +42,7 @@ class DemoResult:
 def run_demo(out: str | Path = "modeldiff-demo", *, stream: TextIO | None = None) -> DemoResult:
     """Replay the tutorial; artifacts go to ``out``. Returns what it found."""
     import torch
-    from transformers import DistilBertModel
+    from transformers import DistilBertConfig, DistilBertModel
     from transformers.utils import logging as hf_logging
 
     import modeldiff
@@ -61,7 +61,7 @@ def run_demo(out: str | Path = "modeldiff-demo", *, stream: TextIO | None = None
     say("[1/5] Two architectures from the default DistilBertConfig")
     head, tokenizer = default_classifier()  # seeded; labels NEGATIVE/POSITIVE
     with torch.device("meta"):  # the base only needs its structure; same config as the head
-        base = DistilBertModel(head.config)
+        base = DistilBertModel(cast(DistilBertConfig, head.config))
     g_base, g_head = modeldiff.walk(base), modeldiff.walk(head)
     for g in (g_base, g_head):
         say(_indent(g.summary(depth=2)))

@@ -155,13 +155,13 @@ def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = Tr
     if isinstance(obj, ModelGraph):
         root = _ModelView(obj, depth=depth, fold_repeats=fold_repeats).build()
         caption = title if title is not None else _model_caption(obj)
-        ties = _ModelView.tie_edges(obj, root)
+        ties: list[_Tie] = _ModelView.tie_edges(obj, root)
     elif _is_diff(obj):
         view = _DiffView(obj, depth=depth, fold_repeats=fold_repeats,
                          fold_unchanged=fold_unchanged)
         root = view.build()
         caption = title if title is not None else view.caption()
-        ties: list[_Tie] = []
+        ties = []
     else:
         from modeldiff.errors import InputTypeError
 
@@ -306,6 +306,8 @@ class _DiffView:
         self.fold_unchanged = fold_unchanged
         a_pre = d.alignment.before or ""
         b_pre = d.alignment.after or ""
+        self.s_pre: str  # declared: the branches below would otherwise pin Literal['']
+        self.o_pre: str
         if a_pre and not b_pre:  # before wraps after: before is the skeleton
             self.skel, self.other, self.s_pre, self.o_pre = d.before, d.after, a_pre, b_pre
             self.skel_side = "before"

@@ -551,7 +551,7 @@ def _attr_from_json(v: Any) -> AttrValue:
         return tuple(_attr_from_json(x) for x in v["tuple"])
     if isinstance(v, list):  # tolerate hand-written JSON
         return tuple(_attr_from_json(x) for x in v)
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:

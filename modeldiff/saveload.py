@@ -576,7 +576,7 @@ def _shared_groups(sd: Mapping[str, torch.Tensor]) -> tuple[tuple[str, ...], ...
     by_ptr: dict[tuple[int, int, tuple[int, ...]], list[str]] = {}
     for k, t in sd.items():
         if isinstance(t, torch.Tensor) and t.numel():
-            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+            key = (t.untyped_storage().data_ptr(), int(t.storage_offset()), tuple(t.shape))
             by_ptr.setdefault(key, []).append(k)
     return tuple(sorted(tuple(sorted(v)) for v in by_ptr.values() if len(v) > 1))
 

@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -276,12 +276,23 @@ def _bytes_equal(a: _Ref, b: _Ref, progress: Any = None) -> bool:
     return True
 
 
+class _StatsBase(TypedDict):
+    """The TensorStats fields every outcome of :func:`_stats` shares."""
+
+    name: str
+    shape_a: tuple[int, ...]
+    shape_b: tuple[int, ...]
+    dtype_a: str
+    dtype_b: str
+    numel: int
+
+
 def _stats(name: str, a: _Ref, b: _Ref, *, rtol: float = 0.0, atol: float = 0.0,
            progress: Any = None) -> tuple[TensorStats, bool]:
     """(stats, close): ``close`` is True when every value is within ``atol + rtol * |b|``."""
     da, db = _dtype_name(a.dtype), _dtype_name(b.dtype)
-    base = {"name": name, "shape_a": a.shape, "shape_b": b.shape, "dtype_a": da, "dtype_b": db,
-            "numel": a.numel}
+    base: _StatsBase = {"name": name, "shape_a": a.shape, "shape_b": b.shape, "dtype_a": da,
+                        "dtype_b": db, "numel": a.numel}
     notes = [f"dtype {da} -> {db}"] if da != db else []
     if a.shape != b.shape:
         if progress is not None:
@@ -473,8 +484,8 @@ def _map_safetensors(src: _Source, f: Path) -> None:
         fh.close()
         raise CheckpointError(f"cannot memory-map {f}: {e}", path=f) from e
     src._maps.append((fh, mm))
-    for name, e in header.items():
-        src.refs[name] = _MappedRef(mm, e.dtype, e.shape, e.start, e.end)
+    for name, entry in header.items():
+        src.refs[name] = _MappedRef(mm, entry.dtype, entry.shape, entry.start, entry.end)
 
 
 def _open(obj: Any, arg: str) -> _Source:

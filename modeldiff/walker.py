@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -43,7 +43,7 @@ from modeldiff.graph import (
     Totals,
     _make_node,
 )
-from modeldiff.kinds import lookup, parse_attrs, suggest
+from modeldiff.kinds import KindSpec, lookup, parse_attrs, suggest
 
 __all__ = ["TASKS", "build_model", "walk"]
 
@@ -237,8 +237,8 @@ def build_model(config: Any, *, task: str | None = None, architecture: str | Non
     try:
         with torch.device(device):
             if hasattr(cls, "from_config"):
-                return cls.from_config(config)  # type: ignore[no-any-return]
-            return cls(config)  # type: ignore[no-any-return]
+                return cls.from_config(config)
+            return cls(config)
     except ValueError as e:
         if "Unrecognized configuration class" in str(e):
             offered = _tasks_for(config)
@@ -290,11 +290,12 @@ def _info(cls: type) -> tuple[str, str, tuple[str, ...], bool, int]:
     return info
 
 
-_spec_cache: dict[tuple[type, bool], tuple[str, str, Any, bool]] = {}
+_spec_cache: dict[tuple[type, bool], tuple[str, str, KindSpec, int]] = {}
 
 
-def _class_spec(cls: type, has_children: bool) -> tuple[str, str, Any, bool]:
-    """(class name, qualified name, KindSpec, has its own extra_repr), cached per class."""
+def _class_spec(cls: type, has_children: bool) -> tuple[str, str, KindSpec, int]:
+    """(class name, qualified name, KindSpec, where its attributes print: one of the
+    _ATTRS_* modes), cached per class."""
     hit = _spec_cache.get((cls, has_children))
     if hit is None:
         cname, qual, mro, is_model, has_extra = _info(cls)
@@ -454,14 +455,14 @@ class _Walker:
                 if j is None:
                     contains.append((path, name, cpath))
                     slot = len(paths)
-                    sig, (kp, kt, kb, ky) = visit(child, cpath)
-                    kid_sigs.append(sig)
+                    kid_sig, (kp, kt, kb, ky) = visit(child, cpath)
+                    kid_sigs.append(kid_sig)
                     params += kp
                     trainable += kt
                     buffers += kb
                     nbytes += ky
                     if name.isdigit():
-                        numbered.append((cpath, sig, slot))
+                        numbered.append((cpath, kid_sig, slot))
                 else:
                     contains.append((path, name, paths[j]))
                     add_aliases(child, cpath, set())
@@ -471,7 +472,8 @@ class _Walker:
                 cs = _class_spec(cls, bool(submods))
             cname, qual, spec, has_extra = cs
             if cls is linear:  # the most common class: key on what its extra_repr prints
-                lkey = (mod.in_features, mod.out_features, mod._parameters.get("bias") is not None)
+                lin = cast(nn.Linear, mod)
+                lkey = (lin.in_features, lin.out_features, mod._parameters.get("bias") is not None)
                 attrs = linear_cache.get(lkey)
                 if attrs is None:
                     attrs = linear_cache[lkey] = parse_attrs(spec, mod.extra_repr())
