@@ -585,8 +585,6 @@ def _hf_info(model: nn.Module) -> HFInfo | None:
     tf = sys.modules.get("transformers")
     if tf is None or not isinstance(model, tf.PreTrainedModel):
         return None
-    from modeldiff.graph import canonical_json
-
     config = model.config
     tied = getattr(model, "all_tied_weights_keys", None)
     if tied is None:
@@ -595,7 +593,6 @@ def _hf_info(model: nn.Module) -> HFInfo | None:
         pairs = tuple(sorted((str(k), str(v)) for k, v in tied.items()))
     else:
         pairs = tuple((str(k), "") for k in (tied or ()))
-    cfg = {k: v for k, v in config.to_dict().items() if k not in VOLATILE_CONFIG_KEYS}
     return HFInfo(
         model_type=str(getattr(config, "model_type", "")),
         architecture=type(model).__name__,
@@ -603,5 +600,33 @@ def _hf_info(model: nn.Module) -> HFInfo | None:
         tied_weights=pairs,
         ignore_missing=tuple(getattr(model, "_keys_to_ignore_on_load_missing", None) or ()),
         ignore_unexpected=tuple(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ()),
-        config_json=canonical_json(cfg),
+        config_json=_config_json(config),
     )
+
+
+# id(config) -> (type, deep snapshot of its __dict__, canonical JSON). to_dict() deep-copies the
+# config, a tenth of a small model's walk; the snapshot check finds any later change to the
+# config, in place or nested, and a reused id of another config (different snapshot).
+_config_cache: dict[int, tuple[type, dict[str, Any], str]] = {}
+
+
+def _config_json(config: Any) -> str:
+    from modeldiff.graph import canonical_json
+
+    hit = _config_cache.get(id(config))
+    if hit is not None and hit[0] is type(config):
+        try:
+            if hit[1] == config.__dict__:
+                return hit[2]
+        except Exception:  # a value that cannot be compared (a tensor): recompute
+            pass
+    cfg = {k: v for k, v in config.to_dict().items() if k not in VOLATILE_CONFIG_KEYS}
+    text = canonical_json(cfg)
+    try:
+        snapshot = copy.deepcopy(config.__dict__)
+    except Exception:
+        return text
+    if len(_config_cache) > 256:
+        _config_cache.clear()
+    _config_cache[id(config)] = (type(config), snapshot, text)
+    return text

@@ -360,3 +360,16 @@ def test_bin_checkpoint_folder_in_both_torch_formats(tmp_path, zip_format):
     g = modeldiff.walk(tmp_path)
     assert g["classifier"].tensors[0].dtype == "float16"
     assert g.totals.params == model.num_parameters()
+
+
+def test_config_changes_between_walks_are_seen(distilbert_config):
+    """walk caches a config's JSON; editing the config in place, even a nested dict, shows."""
+    model = _meta(DistilBertForSequenceClassification, distilbert_config)
+    first = modeldiff.walk(model)
+    model.config.id2label[0] = "NEGATIVE"
+    second = modeldiff.walk(model)
+    assert second.hf.config["id2label"]["0"] == "NEGATIVE"
+    assert first.hf.config["id2label"]["0"] == "LABEL_0"
+    model.config.attention_dropout = 0.3
+    assert modeldiff.walk(model).hf.config["attention_dropout"] == 0.3
+    assert modeldiff.diff(first, modeldiff.walk(model)).config
