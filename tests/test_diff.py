@@ -326,3 +326,11 @@ def test_cli_diff_of_a_printed_file(capsys):
     out = capsys.readouterr().out
     assert "+ distilbert.transformer.layer.0-5.ffn.activation (x6)" in out
     assert "(not compared: dtypes" in out
+
+
+def test_printed_base_and_head_give_the_same_head_delta(base_and_head):
+    base, head = base_and_head
+    live = modeldiff.head_delta(base, head)
+    printed = modeldiff.head_delta(repr(base), " ".join(repr(head).split()))
+    assert (printed.prefix, printed.modules, printed.new_parameters, printed.dropped) == \
+        (live.prefix, live.modules, live.new_parameters, live.dropped)
