@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Union
@@ -54,6 +54,7 @@ __all__ = [
     "Tensor",
     "Tie",
     "Totals",
+    "repeat_groups",
 ]
 
 SCHEMA_VERSION = 1
@@ -276,6 +277,45 @@ class RepeatGroup:
         last = self.paths[-1].rpartition(".")[2]
         prefix = f"{self.parent}." if self.parent else ""
         return f"{prefix}{first}-{last}"
+
+
+def repeat_groups(parent: str, numbered: Iterable[tuple[str, int, str]]) -> list[RepeatGroup]:
+    """Runs of consecutively numbered siblings with equal subtree signatures: the one rule
+    walk and parse_repr share, so printed and live graphs fold alike.
+
+    ``numbered`` holds ``(path, signature, class name)`` of a module's numbered children in
+    definition order; equal signatures mean equal subtrees.
+
+    >>> [g.label for g in repeat_groups("layer", [("layer.0", 7, "Block"), ("layer.1", 7, "Block"),
+    ...                                           ("layer.2", 8, "Block")])]
+    ['layer.0-1']
+    """
+    out: list[RepeatGroup] = []
+    run: list[str] = []
+    cls = ""
+    prev: tuple[int, int] | None = None
+    for path, sig, name in numbered:
+        index = _child_index(path.rpartition(".")[2])
+        if run and index is not None and prev is not None and (index, sig) == (prev[0] + 1,
+                                                                                prev[1]):
+            run.append(path)
+        else:
+            if len(run) > 1:
+                out.append(RepeatGroup(parent=parent, paths=tuple(run), cls=cls))
+            run = [path] if index is not None else []
+            cls = name
+        prev = None if index is None else (index, sig)
+    if len(run) > 1:
+        out.append(RepeatGroup(parent=parent, paths=tuple(run), cls=cls))
+    return out
+
+
+def _child_index(name: str) -> int | None:
+    """The number of a numbered child (``"3"``); None for other names, and for digits that
+    are not decimal numbers (``"²".isdigit()`` is true, ``int("²")`` fails)."""
+    if not name.isdecimal():
+        return None
+    return int(name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -42,7 +42,7 @@ import re
 from dataclasses import dataclass, field
 
 from modeldiff.errors import InputTypeError, ReprParseError
-from modeldiff.graph import Kind, ModelGraph, Node, RepeatGroup, Tensor, Totals
+from modeldiff.graph import Kind, ModelGraph, Node, RepeatGroup, Tensor, Totals, repeat_groups
 from modeldiff.kinds import lookup, parse_attrs, tensor_shapes
 
 __all__ = ["looks_like_repr", "parse_repr"]
@@ -358,7 +358,7 @@ class _Builder:
         names: list[str] = []
         seen: set[str] = set()
         kid_sigs: list[int] = []
-        numbered: list[tuple[str, int, int]] = []
+        numbered: list[tuple[str, int, str]] = []
         for key, count, child, pos in raw.children:
             if count is None:
                 keys: list[str] | range = [key]
@@ -379,53 +379,22 @@ class _Builder:
                 sig, sub = self.visit(child, cpath)
                 kid_sigs.append(sig)
                 totals += sub
-                if _index(name) is not None:
-                    numbered.append((cpath, sig, cslot))
+                if name.isdecimal():
+                    numbered_node = self.nodes[cslot]
+                    assert numbered_node is not None
+                    numbered.append((cpath, sig, numbered_node.cls))
         sig_key = (raw.cls, attrs, tensors, tuple(names), tuple(kid_sigs))
         sig = self.signatures.setdefault(sig_key, len(self.signatures))
         self.nodes[slot] = Node(path=path, cls=raw.cls, qualname=raw.cls, kind=spec.kind,
                                 attrs=attrs, tensors=tensors, totals=totals)
         if len(numbered) > 1:
-            self.repeats.extend(self.groups(path, numbered))
+            self.repeats.extend(repeat_groups(path, numbered))
         return sig, totals
-
-    def groups(self, parent: str, numbered: list[tuple[str, int, int]]) -> list[RepeatGroup]:
-        """Runs of consecutively numbered siblings with equal signatures (walk's rule)."""
-        out: list[RepeatGroup] = []
-        run: list[str] = []
-        cls = ""
-        prev_index = prev_sig = -1
-        for path, sig, slot in numbered:
-            index = _index(path.rpartition(".")[2])
-            assert index is not None
-            if run and index == prev_index + 1 and sig == prev_sig:
-                run.append(path)
-            else:
-                if len(run) > 1:
-                    out.append(RepeatGroup(parent=parent, paths=tuple(run), cls=cls))
-                run = [path]
-                node = self.nodes[slot]
-                assert node is not None
-                cls = node.cls
-            prev_index, prev_sig = index, sig
-        if len(run) > 1:
-            out.append(RepeatGroup(parent=parent, paths=tuple(run), cls=cls))
-        return out
 
 
 def _is_module_start(text: str, k: int) -> bool:
     m = _NAME.match(text, k)
     return m is not None and m.end() < len(text) and text[m.end()] == "("
-
-
-def _index(name: str) -> int | None:
-    """A numbered child's index (walk numbers children whose name ``isdigit()``)."""
-    if not name.isdigit():
-        return None
-    try:
-        return int(name)
-    except ValueError:  # "²" is a digit to isdigit() but not to int()
-        return None
 
 
 def _valid(shapes: tuple[tuple[str, tuple[int, ...]], ...]

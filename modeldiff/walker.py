@@ -42,6 +42,7 @@ from modeldiff.graph import (
     Tie,
     Totals,
     _make_node,
+    repeat_groups,
 )
 from modeldiff.kinds import KindSpec, lookup, parse_attrs, suggest
 
@@ -446,7 +447,7 @@ class _Walker:
                 nbytes += sz[3]
             submods = mod._modules
             kid_sigs: list[int] = []
-            numbered: list[tuple[str, int, int]] = []
+            numbered: list[tuple[str, int, str]] = []
             for name, child in submods.items():
                 if child is None:
                     continue
@@ -461,8 +462,8 @@ class _Walker:
                     trainable += kt
                     buffers += kb
                     nbytes += ky
-                    if name.isdigit():
-                        numbered.append((cpath, kid_sig, slot))
+                    if name.isdecimal():  # numbered, as graph.repeat_groups reads them
+                        numbered.append((cpath, kid_sig, nodes[slot].cls))
                 else:
                     contains.append((path, name, paths[j]))
                     add_aliases(child, cpath, set())
@@ -504,7 +505,7 @@ class _Walker:
                 sig = sig_table[sig_key] = len(sig_table)
             nodes[idx] = _make_node(path, cname, qual, spec.kind, attrs, tuple(own), (), totals)
             if len(numbered) > 1:
-                repeats.extend(_repeat_groups(path, numbered, nodes))
+                repeats.extend(repeat_groups(path, numbered))
             return sig, sums
 
         self.visit = visit
@@ -550,29 +551,6 @@ def _share(t: Tensor) -> tuple[int, int, int, int]:
     if t.buffer:
         return (0, 0, size, t.nbytes)
     return (size, size if t.requires_grad else 0, 0, t.nbytes)
-
-
-def _repeat_groups(parent: str, numbered: list[tuple[str, int, int]], nodes: list[Any]
-                   ) -> list[RepeatGroup]:
-    """Runs of consecutively numbered siblings with identical subtree signatures.
-    ``numbered`` holds (path, signature, node slot) of the numbered children."""
-    out: list[RepeatGroup] = []
-    run: list[str] = []
-    cls = ""
-    prev_index = prev_sig = -1
-    for path, sig, slot in numbered:
-        index = int(path.rpartition(".")[2])
-        if run and index == prev_index + 1 and sig == prev_sig:
-            run.append(path)
-        else:
-            if len(run) > 1:
-                out.append(RepeatGroup(parent=parent, paths=tuple(run), cls=cls))
-            run = [path]
-            cls = nodes[slot].cls
-        prev_index, prev_sig = index, sig
-    if len(run) > 1:
-        out.append(RepeatGroup(parent=parent, paths=tuple(run), cls=cls))
-    return out
 
 
 def _where(model: nn.Module) -> str:

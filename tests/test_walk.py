@@ -373,3 +373,15 @@ def test_config_changes_between_walks_are_seen(distilbert_config):
     model.config.attention_dropout = 0.3
     assert modeldiff.walk(model).hf.config["attention_dropout"] == 0.3
     assert modeldiff.diff(first, modeldiff.walk(model)).config
+
+
+def test_children_named_with_non_decimal_digits():
+    """'²'.isdigit() is true but int('²') fails: such a child is not numbered, no crash,
+    and printed and live graphs still fold alike."""
+    model = nn.Module()
+    model.add_module("²", nn.Linear(2, 2))
+    model.add_module("0", nn.Linear(2, 2))
+    model.add_module("1", nn.Linear(2, 2))
+    g = modeldiff.walk(model)
+    assert [r.label for r in g.repeats] == ["0-1"]
+    assert modeldiff.parse_repr(repr(model)).repeats == g.repeats
