@@ -572,11 +572,13 @@ def _compare_state_dicts(before: Mapping[str, torch.Tensor], after: Mapping[str,
 
 
 def _shared_groups(sd: Mapping[str, torch.Tensor]) -> tuple[tuple[str, ...], ...]:
-    """Names whose tensors are views of one storage at the same place (tied weights)."""
-    by_ptr: dict[tuple[int, int, tuple[int, ...]], list[str]] = {}
+    """Names whose tensors are the same view of one storage (tied weights). Stride and dtype
+    are part of it: ``w`` and ``w.t()`` share storage, offset and (square) shape, not values."""
+    by_ptr: dict[tuple[Any, ...], list[str]] = {}
     for k, t in sd.items():
         if isinstance(t, torch.Tensor) and t.numel():
-            key = (t.untyped_storage().data_ptr(), int(t.storage_offset()), tuple(t.shape))
+            key = (t.untyped_storage().data_ptr(), int(t.storage_offset()), tuple(t.shape),
+                   tuple(t.stride()), t.dtype)
             by_ptr.setdefault(key, []).append(k)
     return tuple(sorted(tuple(sorted(v)) for v in by_ptr.values() if len(v) > 1))
 

@@ -297,3 +297,10 @@ def test_public_names():
             "CheckpointDiff"} <= set(modeldiff.__all__)
     assert modeldiff.roundtrip is roundtrip
     assert issubclass(RoundTripError, ModelDiffError)
+
+
+def test_a_transposed_view_is_not_a_tie():
+    from modeldiff.saveload import _shared_groups
+
+    w = torch.arange(9.0).reshape(3, 3)
+    assert _shared_groups({"a": w, "b": w, "c": w.t()}) == (("a", "b"),)
