@@ -114,12 +114,13 @@ class CheckpointError(ModelDiffError, OSError):
 class HubUnavailableError(CheckpointError):
     """A hub id could not be resolved: no network, no local cache, or no such repository."""
 
-    def __init__(self, model_id: str, reason: str) -> None:
+    def __init__(self, model_id: str, reason: str, *,
+                 instead: str = "a local checkpoint folder, a config object or a model_type "
+                                "such as 'distilbert'") -> None:
         self.model_id = model_id
         super().__init__(
             f"could not load {model_id!r}: it is not a local folder nor a known model_type, "
-            f"and fetching it from the Hugging Face hub failed ({reason}). Pass a local "
-            "checkpoint folder, a config object or a model_type such as 'distilbert'; "
+            f"and fetching it from the Hugging Face hub failed ({reason}). Pass {instead}; "
             "hub ids need network access or a populated HF cache."
         )
 

@@ -375,6 +375,10 @@ def _check_positive(name: str, value: object) -> None:
         raise InvalidArgumentError(name, value, "a positive int")
 
 
+# What classify can take instead of a hub id, for HubUnavailableError's advice.
+_LOCAL_INSTEAD = ("a local checkpoint folder (a sequence classifier's save_pretrained output) or "
+                  "a model object with its tokenizer, or no model for the offline default")
+
 _MODEL_EXPECTED = ("a sequence-classification model (such as DistilBertForSequenceClassification; "
                    "load one with AutoModelForSequenceClassification.from_pretrained), a "
                    "checkpoint folder, a hub id, or None for the default model")
@@ -454,7 +458,7 @@ def _load_model(source: str) -> tuple[nn.Module, bool]:
         if folder.is_dir():
             raise CheckpointError(f"cannot load a model from {folder}: "
                                   f"{str(e).splitlines()[0]}", path=folder) from e
-        raise HubUnavailableError(source, str(e).splitlines()[0]) from e
+        raise HubUnavailableError(source, str(e).splitlines()[0], instead=_LOCAL_INSTEAD) from e
     except ValueError as e:
         if "Unrecognized configuration class" in str(e):
             raise UnsupportedTaskError(
@@ -474,7 +478,7 @@ def _load_tokenizer(source: str) -> Any:
         if Path(source).expanduser().is_dir():
             raise CheckpointError(f"no tokenizer in {source}: {str(e).splitlines()[0]}; pass "
                                   "tokenizer= explicitly", path=source) from e
-        raise HubUnavailableError(source, str(e).splitlines()[0]) from e
+        raise HubUnavailableError(source, str(e).splitlines()[0], instead=_LOCAL_INSTEAD) from e
 
 
 # -- the steps -------------------------------------------------------------------------------

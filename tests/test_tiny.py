@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from modeldiff.errors import ConfigError, ModelDiffError, UnknownModelTypeError
@@ -39,7 +37,9 @@ def test_list_is_broad_unique_and_sorted() -> None:
 
 
 @pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
-def test_builds_small_and_fast(model_type: str) -> None:
+def test_builds_small(model_type: str) -> None:
+    """Small in parameters and widths (what makes it fast; build times belong in
+    benchmarks/, not in assertions on a shared machine)."""
     import torch
 
     from modeldiff.walker import build_model
@@ -53,10 +53,7 @@ def test_builds_small_and_fast(model_type: str) -> None:
     assert heads, f"{model_type} offers none of {HEAD_TASKS}"
     for task in ("base", *heads):
         torch.manual_seed(0)
-        start = time.perf_counter()
         model = build_model(config, task=task, device="cpu")
-        elapsed = time.perf_counter() - start
-        assert elapsed < 1.0, f"{model_type} {task}: built in {elapsed:.2f} s"
         params = list(model.parameters())
         total = sum(p.numel() for p in params)
         assert total < 200_000, f"{model_type} {task}: {total} parameters"
