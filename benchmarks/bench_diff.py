@@ -24,24 +24,15 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from common import compare, ms, note, parse_quick, table  # noqa: E402
-
-
-def _llama(kv_heads: int):  # type: ignore[no-untyped-def]
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
-                      num_attention_heads=64, num_key_value_heads=kv_heads, vocab_size=128256)
-    with torch.device("meta"):
-        return LlamaForCausalLM(cfg)
+from common import LLAMA_70B, build_llama, compare, ms, note, parse_quick, table  # noqa: E402
 
 
 def structure(quick: bool) -> str:
     import modeldiff
 
     note("bench_diff: building three Llama-3-70B-shaped models on meta")
-    a, b, c = _llama(8), _llama(8), _llama(16)
+    a, b, c = (build_llama(LLAMA_70B), build_llama(LLAMA_70B),
+               build_llama(LLAMA_70B, num_key_value_heads=16))
     ga, gb, gc = modeldiff.walk(a), modeldiff.walk(b), modeldiff.walk(c)
     changed = modeldiff.diff(ga, gc)
     assert not modeldiff.diff(ga, gb)

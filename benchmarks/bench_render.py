@@ -25,10 +25,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # `common` sits beside this file, also when run.py imports it
     sys.path.insert(0, str(HERE))
 
-from common import compare, ms, note, parse_quick, table  # noqa: E402
-
-LLAMA_70B = {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
-             "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256}
+from common import LLAMA_70B, build_llama, compare, ms, note, parse_quick, table  # noqa: E402
 
 
 def _boxes(source: str) -> int:
@@ -37,7 +34,7 @@ def _boxes(source: str) -> int:
 
 def main(quick: bool = False) -> str:
     import torch
-    from transformers import DistilBertConfig, DistilBertModel, LlamaConfig, LlamaForCausalLM
+    from transformers import DistilBertConfig, DistilBertModel
 
     from modeldiff.diagram import render
     from modeldiff.walker import walk
@@ -47,8 +44,7 @@ def main(quick: bool = False) -> str:
 
     # -- Llama-3-70B shape ------------------------------------------------------------------
     note("building the Llama-3-70B shape on meta")
-    with torch.device("meta"):
-        llama = LlamaForCausalLM(LlamaConfig(**LLAMA_70B))
+    llama = build_llama(LLAMA_70B)
     g = walk(llama)
     folded, unfolded = render(g), render(g, fold_repeats=False)
     note("timing walk vs DOT generation")

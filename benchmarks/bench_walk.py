@@ -33,12 +33,18 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # `common` sits beside this file, also when run.py imports it
     sys.path.insert(0, str(HERE))
 
-from common import Stats, compare, measure, ms, note, parse_quick, table  # noqa: E402
-
-LLAMA_70B = {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
-             "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256}
-LLAMA_405B = {"hidden_size": 16384, "intermediate_size": 53248, "num_hidden_layers": 126,
-              "num_attention_heads": 128, "num_key_value_heads": 8, "vocab_size": 128256}
+from common import (  # noqa: E402
+    LLAMA_70B,
+    LLAMA_405B,
+    Stats,
+    build_llama,
+    compare,
+    measure,
+    ms,
+    note,
+    parse_quick,
+    table,
+)
 
 # The targets of the issue, evaluated on every row of the comparison.
 MAX_WALK_OVER_LISTING = 5.0  # walk within 5x of list(named_parameters())
@@ -47,14 +53,6 @@ MAX_SPREAD = 2.0  # slowest repeated walk within 2x of the median
 MAX_EXTRA_MB = 100.0  # extra memory of walking the 405B shape
 
 COMPETITORS = ("named_parameters", "networkx walk", "walk", "torchinfo")
-
-
-def build_llama(shape: dict[str, int]) -> Any:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    with torch.device("meta"):
-        return LlamaForCausalLM(LlamaConfig(**shape))
 
 
 def build_distilbert(device: str) -> Any:

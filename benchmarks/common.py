@@ -30,6 +30,21 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+# The model shapes docs/performance.md quotes, built once here for every benchmark.
+LLAMA_70B = {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
+             "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256}
+LLAMA_405B = {"hidden_size": 16384, "intermediate_size": 53248, "num_hidden_layers": 126,
+              "num_attention_heads": 128, "num_key_value_heads": 8, "vocab_size": 128256}
+
+
+def build_llama(shape: dict[str, int], **overrides: int) -> Any:
+    """LlamaForCausalLM of ``shape`` on the meta device (no weight memory)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.device("meta"):
+        return LlamaForCausalLM(LlamaConfig(**{**shape, **overrides}))
+
 
 @dataclass(frozen=True, slots=True)
 class Stats:
