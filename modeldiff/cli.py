@@ -172,17 +172,10 @@ def _add_diff(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_diff(args: argparse.Namespace) -> int:
     from modeldiff.differ import diff
-    from modeldiff.walker import walk
 
-    a = walk(args.a, task=args.task_a or args.task)
-    b = walk(args.b, task=args.task_b or args.task)
     align = None if args.align == "none" else args.align
-    if args.weights:
-        # weights need values: give diff the folders, it walks them again (headers only)
-        result = diff(args.a, args.b, align=align, weights=True,
-                      task=args.task_a or args.task_b or args.task)
-    else:
-        result = diff(a, b, align=align)
+    result = diff(args.a, args.b, align=align, weights=args.weights,
+                  task=(args.task_a or args.task, args.task_b or args.task))
     print(result.to_json() if args.json else result)
     return 1 if result else 0
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from modeldiff.errors import AlignmentError, InputTypeError
 from modeldiff.graph import (
+    VOLATILE_CONFIG_KEYS,
     AttrValue,
     ModelGraph,
     Node,
@@ -52,11 +53,10 @@ __all__ = [
     "weight_diff",
 ]
 
-# Config keys a structural diff does not compare, and why: these say where, when or by which
-# class a config was written (save_pretrained stamps them), not what the model is; dtype
-# differences show on every tensor instead.
-IGNORED_CONFIG_KEYS = frozenset({"transformers_version", "_name_or_path", "_commit_hash",
-                                 "architectures", "dtype", "torch_dtype"})
+# Config keys a structural diff does not compare: besides those that say where or when a
+# config was written (already left out of HFInfo), the class that wrote it (the diff compares
+# the root classes) and its dtype (dtype differences show on every tensor).
+IGNORED_CONFIG_KEYS = VOLATILE_CONFIG_KEYS | {"architectures", "dtype", "torch_dtype"}
 
 
 class Change(StrEnum):
@@ -329,15 +329,24 @@ class HeadDelta:
 
 
 # -- entry points --------------------------------------------------------------------------
+Task = str | None | tuple[str | None, str | None]
+
+
+def _tasks(task: Task) -> tuple[str | None, str | None]:
+    """``task=`` for both sides, or a ``(task_a, task_b)`` pair."""
+    return task if isinstance(task, tuple) else (task, task)
+
+
 def diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto", weights: bool = False,
-         task: str | None = None, ignore: Sequence[str] = ()) -> GraphDiff:
+         task: Task = None, ignore: Sequence[str] = ()) -> GraphDiff:
     """The structural difference of ``a`` and ``b`` (anything :func:`modeldiff.walk` reads).
 
     ``align``: ``"auto"`` finds where one model sits in the other (transformers'
     ``base_model_prefix``, else by structure); a path such as ``"distilbert"`` or a pair of
     paths forces it; ``None`` compares path to path. ``weights=True`` also compares values
     (models must have real weights: modules or checkpoint folders). ``task`` chooses the
-    head when a side is built from a name or config. ``ignore``: glob patterns over module
+    head when a side is built from a name or config (a ``(task_a, task_b)`` pair sets each
+    side's). ``ignore``: glob patterns over module
     paths (either side's names) to leave out.
 
     >>> import modeldiff
@@ -346,7 +355,8 @@ def diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto", weight
     >>> [c.path for c in d.removed], bool(d)
     (['pre_classifier', 'classifier', 'dropout'], True)
     """
-    ga, gb = _graph(a, task), _graph(b, task)
+    ta, tb = _tasks(task)
+    ga, gb = _graph(a, ta), _graph(b, tb)
     alignment = _align(ga, gb, align)
     result = _diff_graphs(ga, gb, alignment, ignore=tuple(ignore))
     if weights:
@@ -357,22 +367,24 @@ def diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto", weight
 
 
 def weight_diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto",
-                task: str | None = None) -> WeightDiff:
+                task: Task = None) -> WeightDiff:
     """How weight values moved between ``a`` and ``b`` (modules or checkpoint folders):
     per tensor bit-identity, max abs difference, relative change and cosine similarity, and
     a per-module summary ordered by how much moved."""
-    ga, gb = _graph(a, task), _graph(b, task)
+    ta, tb = _tasks(task)
+    ga, gb = _graph(a, ta), _graph(b, tb)
     return _weights(a, b, ga, gb, _align(ga, gb, align), ignore=())
 
 
 def align(a: Any, b: Any, *, how: str | tuple[str, str] | None = "auto",
-          task: str | None = None) -> Alignment:
+          task: Task = None) -> Alignment:
     """Where ``a`` sits in ``b`` or ``b`` in ``a``; see :func:`diff`'s ``align``.
 
     >>> align("distilbert", "distilbert", how=None)
     Alignment(before='', after='', how='none')
     """
-    return _align(_graph(a, task), _graph(b, task), how)
+    ta, tb = _tasks(task)
+    return _align(_graph(a, ta), _graph(b, tb), how)
 
 
 def head_delta(base: Any, head: Any, *, task: str | None = None) -> HeadDelta:

@@ -45,6 +45,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "SCHEMA_VERSION",
+    "VOLATILE_CONFIG_KEYS",
     "AttrValue",
     "HFInfo",
     "Kind",
@@ -318,6 +319,11 @@ def _child_index(name: str) -> int | None:
     return int(name)
 
 
+# Config keys that say where, when or from where a config was written, not what the model is;
+# HFInfo.config_json leaves them out.
+VOLATILE_CONFIG_KEYS = frozenset({"transformers_version", "_name_or_path", "_commit_hash"})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HFInfo:
     """What a transformers ``PreTrainedModel`` says about itself."""
@@ -328,7 +334,7 @@ class HFInfo:
     tied_weights: tuple[tuple[str, str], ...] = ()  # declared (target, source) pairs
     ignore_missing: tuple[str, ...] = ()  # _keys_to_ignore_on_load_missing patterns
     ignore_unexpected: tuple[str, ...] = ()  # _keys_to_ignore_on_load_unexpected patterns
-    config_json: str = "{}"  # canonical JSON (sorted keys) of config.to_dict()
+    config_json: str = "{}"  # canonical JSON of config.to_dict(), VOLATILE_CONFIG_KEYS left out
 
     @property
     def config(self) -> dict[str, Any]:

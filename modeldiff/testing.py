@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from modeldiff.differ import IGNORED_CONFIG_KEYS
 from modeldiff.graph import ModelGraph
 
 __all__ = [
@@ -481,9 +482,10 @@ def _json_diff(a: str, b: str) -> list[str]:
 # -- snapshots -------------------------------------------------------------------------------
 # Config keys left out of a snapshot: who wrote the config, with which library version, on
 # which host, in which dtype; none of them is the architecture (tensor dtypes stay).
-_VOLATILE_CONFIG_KEYS = frozenset({"transformers_version", "_name_or_path", "_commit_hash",
-                                   "architectures", "dtype", "torch_dtype", "_attn_implementation",
-                                   "_attn_implementation_autoset", "attn_implementation"})
+# What diff ignores, plus the attention implementation transformers picks per host.
+_VOLATILE_CONFIG_KEYS = IGNORED_CONFIG_KEYS | {"_attn_implementation",
+                                               "_attn_implementation_autoset",
+                                               "attn_implementation"}
 
 
 def snapshot_json(model: Any) -> str:

@@ -35,6 +35,7 @@ from modeldiff.errors import (
     UnsupportedTaskError,
 )
 from modeldiff.graph import (
+    VOLATILE_CONFIG_KEYS,
     HFInfo,
     ModelGraph,
     RepeatGroup,
@@ -61,8 +62,6 @@ TASKS: Mapping[str, str] = {
     "pretraining": "AutoModelForPreTraining",
 }
 
-# Config keys that say where or when a config was written, not what the model is.
-VOLATILE_CONFIG_KEYS = frozenset({"transformers_version", "_name_or_path", "_commit_hash"})
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
@@ -140,7 +139,7 @@ def _walk_name(obj: str | os.PathLike[str], *, task: str | None) -> ModelGraph:
 
         raise CheckpointError(f"no such folder: {path}", path=path)
     close = suggest(text, known)
-    if "/" not in text and close and suggest(text, known, n=1) and _close_enough(text, close[0]):
+    if "/" not in text and close and _close_enough(text, close[0]):
         raise UnknownModelTypeError(text, suggestions=close)
     if not _HUB_ID.match(text):
         raise UnknownModelTypeError(text, suggestions=close)

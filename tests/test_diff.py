@@ -334,3 +334,12 @@ def test_printed_base_and_head_give_the_same_head_delta(base_and_head):
     printed = modeldiff.head_delta(repr(base), " ".join(repr(head).split()))
     assert (printed.prefix, printed.modules, printed.new_parameters, printed.dropped) == \
         (live.prefix, live.modules, live.new_parameters, live.dropped)
+
+
+def test_a_task_for_each_side(capsys):
+    d = modeldiff.diff("distilbert", "distilbert", task=(None, "sequence-classification"))
+    assert str(d) == CANONICAL
+    # The command line passes --task-a/--task-b through the same pair, weights or not.
+    assert main(["diff", "distilbert", "distilbert", "--task-a", "sequence-classification"]) == 1
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]] == \
+        ["pre_classifier", "classifier", "dropout"]
