@@ -50,7 +50,7 @@ def main(quick: bool = False) -> str:
     from transformers import pipeline
 
     import modeldiff
-    from modeldiff.pipeline import default_classifier
+    from modeldiff._pipeline import default_classifier
 
     n, repeats, warmup = (8, 2, 1) if quick else (64, 7, 2)
     texts = corpus(n)

@@ -36,8 +36,8 @@ def main(quick: bool = False) -> str:
     import torch
     from transformers import DistilBertConfig, DistilBertModel
 
-    from modeldiff.diagram import render
-    from modeldiff.walker import walk
+    from modeldiff._inputs import walk
+    from modeldiff._render import render
 
     repeats, warmup = (3, 1) if quick else (15, 2)
     dot_repeats = 2 if quick else 7

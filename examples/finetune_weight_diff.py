@@ -12,8 +12,8 @@ import torch
 from transformers import DistilBertForSequenceClassification
 
 import modeldiff
+from modeldiff._tiny import tiny_config
 from modeldiff.testing import assert_weights_changed
-from modeldiff.tiny import tiny_config
 
 
 def finetune(*, freeze_embeddings: bool = True, steps: int = 3, seed: int = 0):

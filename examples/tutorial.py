@@ -10,8 +10,8 @@ import torch
 from transformers import DistilBertModel
 
 import modeldiff
-from modeldiff.diagram import save
-from modeldiff.pipeline import default_classifier
+from modeldiff._pipeline import default_classifier
+from modeldiff._render import save
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "tutorial-out")
 out.mkdir(parents=True, exist_ok=True)

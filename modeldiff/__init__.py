@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modeldiff import errors
-from modeldiff.graph import Kind, ModelGraph, Node, Tensor
+from modeldiff._core.graph import Kind, ModelGraph, Node, Tensor
+from modeldiff._core.report import Report
+from modeldiff.errors import ModelDiffError
 
 __version__ = "0.1.0"
 
@@ -20,12 +22,17 @@ __all__ = [
     "GraphDiff",
     "HeadDelta",
     "Kind",
+    "ModelDiffError",
     "ModelGraph",
     "Node",
+    "PipelineSteps",
     "Prediction",
+    "Report",
     "RoundTripReport",
     "Tensor",
+    "WeightDiff",
     "__version__",
+    "align",
     "classify",
     "compare_checkpoints",
     "diff",
@@ -35,6 +42,7 @@ __all__ = [
     "pipeline_steps",
     "render",
     "roundtrip",
+    "save",
     "tiny_config",
     "walk",
     "weight_diff",
@@ -45,33 +53,40 @@ __all__ = [
 # A module is never named like a function it exports (walker.py holds walk): once imported,
 # a submodule would shadow the package attribute of the same name.
 _LAZY = {
-    "parse_repr": "modeldiff.reprtext",
-    "classify": "modeldiff.pipeline",
-    "pipeline_steps": "modeldiff.pipeline",
-    "Prediction": "modeldiff.pipeline",
-    "walk": "modeldiff.walker",
-    "diff": "modeldiff.differ",
-    "head_delta": "modeldiff.differ",
-    "weight_diff": "modeldiff.differ",
-    "GraphDiff": "modeldiff.differ",
-    "HeadDelta": "modeldiff.differ",
-    "tiny_config": "modeldiff.tiny",
-    "render": "modeldiff.diagram",
-    "roundtrip": "modeldiff.saveload",
-    "RoundTripReport": "modeldiff.saveload",
-    "compare_checkpoints": "modeldiff.tensors",
-    "CheckpointDiff": "modeldiff.tensors",
+    "parse_repr": "modeldiff._core.printed",
+    "classify": "modeldiff._pipeline",
+    "pipeline_steps": "modeldiff._pipeline",
+    "Prediction": "modeldiff._pipeline",
+    "walk": "modeldiff._inputs",
+    "diff": "modeldiff._compare",
+    "align": "modeldiff._compare",
+    "head_delta": "modeldiff._compare",
+    "weight_diff": "modeldiff._compare",
+    "GraphDiff": "modeldiff._core.diff",
+    "HeadDelta": "modeldiff._core.head_delta",
+    "WeightDiff": "modeldiff._core.weights",
+    "PipelineSteps": "modeldiff._pipeline",
+    "save": "modeldiff._render",
+    "tiny_config": "modeldiff._tiny",
+    "render": "modeldiff._render",
+    "roundtrip": "modeldiff._roundtrip",
+    "RoundTripReport": "modeldiff._roundtrip",
+    "compare_checkpoints": "modeldiff._walk.tensors",
+    "CheckpointDiff": "modeldiff._walk.tensors",
 }
 
 if TYPE_CHECKING:
-    from modeldiff.diagram import render
-    from modeldiff.differ import GraphDiff, HeadDelta, diff, head_delta, weight_diff
-    from modeldiff.pipeline import Prediction, classify, pipeline_steps
-    from modeldiff.reprtext import parse_repr
-    from modeldiff.saveload import RoundTripReport, roundtrip
-    from modeldiff.tensors import CheckpointDiff, compare_checkpoints
-    from modeldiff.tiny import tiny_config
-    from modeldiff.walker import walk
+    from modeldiff._compare import align, diff, head_delta, weight_diff
+    from modeldiff._core.diff import GraphDiff
+    from modeldiff._core.head_delta import HeadDelta
+    from modeldiff._core.printed import parse_repr
+    from modeldiff._core.weights import WeightDiff
+    from modeldiff._inputs import walk
+    from modeldiff._pipeline import PipelineSteps, Prediction, classify, pipeline_steps
+    from modeldiff._render import render, save
+    from modeldiff._roundtrip import RoundTripReport, roundtrip
+    from modeldiff._tiny import tiny_config
+    from modeldiff._walk.tensors import CheckpointDiff, compare_checkpoints
 
 
 def __getattr__(name: str) -> Any:

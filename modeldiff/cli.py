@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from modeldiff.errors import ModelDiffError
 
 if TYPE_CHECKING:
-    from modeldiff.diagram import Renderable
+    from modeldiff._render import Renderable
 
 __all__ = ["main"]
 
@@ -45,7 +45,7 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from modeldiff.walker import walk
+    from modeldiff._inputs import walk
 
     g = walk(args.model, task=args.task)
     print(g.to_json() if args.json else g.summary(depth=args.depth, fold=not args.unfold))
@@ -90,7 +90,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
                   "standard input", file=sys.stderr)
             return 2
         texts = [line.rstrip("\n") for line in sys.stdin]
-    from modeldiff.pipeline import UNTRAINED_NOTE, classify
+    from modeldiff._pipeline import UNTRAINED_NOTE, classify
 
     preds = classify(texts, args.model, top_k=args.top_k, batch_size=args.batch_size)
     if preds and preds[0].untrained:
@@ -135,14 +135,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
         print("modeldiff render: error: give one model, or two to draw their difference",
               file=sys.stderr)
         return 2
-    from modeldiff.diagram import save
-    from modeldiff.walker import walk
+    from modeldiff._inputs import walk
+    from modeldiff._render import save
 
     obj: Renderable
     if len(args.models) == 1:
         obj = walk(args.models[0], task=args.task)
     else:
-        from modeldiff.differ import diff
+        from modeldiff._compare import diff
 
         obj = diff(walk(args.models[0]), walk(args.models[1], task=args.task))
     out = save(obj, args.output, depth=args.depth, fold_repeats=not args.unfold)
@@ -171,7 +171,7 @@ def _add_diff(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from modeldiff.differ import diff
+    from modeldiff._compare import diff
 
     align = None if args.align == "none" else args.align
     result = diff(args.a, args.b, align=align, weights=args.weights,
@@ -203,20 +203,20 @@ def _cmd_roundtrip(args: argparse.Namespace) -> int:
 
     import torch
 
-    from modeldiff.saveload import roundtrip
-    from modeldiff.walker import build_model
+    from modeldiff._inputs import build_model
+    from modeldiff._roundtrip import roundtrip
 
     folder = Path(args.model).expanduser()
     tokenizer = None
     if folder.is_dir():
         import transformers
 
-        from modeldiff.checkpoint import read_config_json
+        from modeldiff._walk.checkpoint import read_config_json
 
         archs = read_config_json(folder).get("architectures") or ()
         cls = getattr(transformers, archs[0], None) if archs else None
         if args.task is not None or cls is None:
-            from modeldiff.walker import TASKS
+            from modeldiff._inputs import TASKS
 
             cls = getattr(transformers, TASKS[args.task or "base"])
         model = cls.from_pretrained(folder)
@@ -227,14 +227,14 @@ def _cmd_roundtrip(args: argparse.Namespace) -> int:
     else:
         from transformers import AutoConfig
 
-        from modeldiff.walker import _model_types
+        from modeldiff._inputs import model_types
 
-        if args.model not in _model_types():
+        if args.model not in model_types():
             from modeldiff.errors import UnknownModelTypeError
             from modeldiff.kinds import suggest
 
             raise UnknownModelTypeError(args.model,
-                                        suggestions=suggest(args.model, _model_types()))
+                                        suggestions=suggest(args.model, model_types()))
         torch.manual_seed(0)
         model = build_model(AutoConfig.for_model(args.model), task=args.task, device="cpu")
     report = roundtrip(model, tokenizer=tokenizer, max_shard_size=args.max_shard_size)
@@ -258,7 +258,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from modeldiff.tensors import compare_checkpoints
+    from modeldiff._walk.tensors import compare_checkpoints
 
     result = compare_checkpoints(args.a, args.b, rtol=args.rtol, atol=args.atol)
     print(result.to_json() if args.json else result)
@@ -274,7 +274,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from modeldiff.demo import run_demo
+    from modeldiff._demo import run_demo
 
     return 0 if run_demo(args.out).identical else 1
 

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from modeldiff.graph import AttrValue, Kind, key_attrs
+from modeldiff._core.graph import AttrValue, Kind, key_attrs
 
 __all__ = ["KindRegistry", "KindSpec", "key_attrs", "lookup", "parse_attrs", "registry", "tensor_shapes"]
 

@@ -26,8 +26,8 @@ import pytest
 
 # The classes whose == failures this plugin explains, by (module, name): checking the type by
 # name keeps the hook from importing modeldiff's torch-side modules for foreign objects.
-_OWNED = frozenset({("modeldiff.graph", "ModelGraph"), ("modeldiff.differ", "GraphDiff"),
-                    ("modeldiff.differ", "HeadDelta")})
+_OWNED = frozenset({("modeldiff._core.graph", "ModelGraph"), ("modeldiff._core.diff", "GraphDiff"),
+                    ("modeldiff._core.head_delta", "HeadDelta")})
 
 _WRITTEN = pytest.StashKey[list[Path]]()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from modeldiff.graph import (
+from modeldiff._core.graph import (
     HFInfo,
     Kind,
     ModelGraph,
@@ -177,7 +177,7 @@ def configs(model_type: str) -> st.SearchStrategy[Any]:
     gpt2, llama and t5), varied in the sizes that change the architecture: layers, heads,
     hidden size, vocabulary, labels, dropout.
 
-    Each is :func:`modeldiff.tiny.tiny_config` with overrides, so the config class validates
+    Each is :func:`modeldiff._tiny.tiny_config` with overrides, so the config class validates
     it and special-token ids are clamped into the drawn vocabulary.
 
     >>> from hypothesis import find
@@ -185,7 +185,7 @@ def configs(model_type: str) -> st.SearchStrategy[Any]:
     >>> cfg.hidden_size == cfg.num_attention_heads * cfg.head_dim
     True
     """
-    from modeldiff.tiny import tiny_config
+    from modeldiff._tiny import tiny_config
 
     keys = frozenset(tiny_config(model_type).to_dict())  # fails early on an unknown type
     return st.builds(

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modeldiff.differ import IGNORED_CONFIG_KEYS
-from modeldiff.graph import ModelGraph
+from modeldiff._core.compare import IGNORED_CONFIG_KEYS
+from modeldiff._core.graph import ModelGraph
 
 __all__ = [
     "ModelSnapshot",
@@ -65,7 +65,7 @@ def assert_same_structure(a: Any, b: Any, *, align: str | tuple[str, str] | None
     ~ 0  Dropout  p 0.1 -> 0.3
     """
     __tracebackhide__ = True
-    from modeldiff.differ import diff
+    from modeldiff._compare import diff
 
     d = diff(a, b, align=align, ignore=ignore)
     if d:
@@ -92,7 +92,7 @@ def assert_head_delta(base: Any, head: Any, *, modules: Iterable[str]) -> None:
     + dropout         Dropout(p=0.2)
     """
     __tracebackhide__ = True
-    from modeldiff.differ import diff, head_delta
+    from modeldiff._compare import diff, head_delta
 
     expected = (modules,) if isinstance(modules, str) else tuple(modules)
     gb, gh = _graph(base), _graph(head)
@@ -120,12 +120,12 @@ def assert_roundtrip(model: Any, **roundtrip_kwargs: Any) -> None:
 
     >>> import torch
     >>> from transformers import DistilBertModel
-    >>> from modeldiff.tiny import tiny_config
+    >>> from modeldiff._tiny import tiny_config
     >>> _ = torch.manual_seed(0)
     >>> assert_roundtrip(DistilBertModel(tiny_config("distilbert")))
     """
     __tracebackhide__ = True
-    from modeldiff.saveload import roundtrip
+    from modeldiff._roundtrip import roundtrip
 
     report = roundtrip(model, **roundtrip_kwargs)
     if report.ok:
@@ -271,7 +271,7 @@ def assert_weights_changed(before: Any, after: Any, *, changed: Sequence[str] | 
 def _graph(obj: Any) -> ModelGraph:
     if isinstance(obj, ModelGraph):
         return obj
-    from modeldiff.walker import walk  # torch only when a side is not a graph yet
+    from modeldiff._inputs import walk  # torch only when a side is not a graph yet
 
     return walk(obj)
 
@@ -292,13 +292,13 @@ def _names(obj: Any, arg: str) -> tuple[list[str], set[str]]:
     if isinstance(obj, Mapping):
         return list(obj), set()
     if _is_path(obj):
-        from modeldiff.checkpoint import read_header, read_tensor_index
+        from modeldiff._walk.checkpoint import read_header, read_tensor_index
 
         p = Path(obj).expanduser()
         if p.is_file() and p.suffix == ".safetensors":
             return list(read_header(p)), set()
         if p.is_file():
-            from modeldiff.checkpoint import load_bin
+            from modeldiff._walk.checkpoint import load_bin
 
             return list(load_bin(p, map_location="meta")), set()
         return list(read_tensor_index(p)), set()
@@ -327,10 +327,10 @@ def _weight_stats(a: Any, b: Any, names: Sequence[str]) -> tuple[Any, ...]:
     if not names:
         return ()
     if not isinstance(a, Mapping) and not isinstance(b, Mapping):
-        from modeldiff.tensors import compare_weights
+        from modeldiff._walk.tensors import compare_weights
 
         return compare_weights(a, b, [(n, n) for n in names]).tensors
-    from modeldiff.tensors import tensor_stats
+    from modeldiff._walk.tensors import tensor_stats
 
     ga, gb = _getter(a), _getter(b)
     return tuple(tensor_stats(n, ga(n), gb(n)) for n in names)
@@ -347,7 +347,7 @@ def _getter(obj: Any) -> Callable[[str], Any]:
 
 
 def _load(p: Path) -> dict[str, Any]:
-    from modeldiff.checkpoint import checkpoint_files, load_bin
+    from modeldiff._walk.checkpoint import checkpoint_files, load_bin
 
     out: dict[str, Any] = {}
     for f in (p,) if p.is_file() else checkpoint_files(p):
@@ -431,7 +431,7 @@ def explain_compare(left: Any, right: Any) -> list[str] | None:
     if type(left) is not type(right):
         return None
     if isinstance(left, ModelGraph):
-        from modeldiff.differ import diff
+        from modeldiff._compare import diff
 
         d = diff(left, right, align=None)
         if d:
@@ -440,7 +440,8 @@ def explain_compare(left: Any, right: Any) -> list[str] | None:
         # Equal structure, different facts the diff does not show (qualname, totals ...).
         return [f"{kind} == {kind} failed: no structural difference; the JSON differs:",
                 *_json_diff(left.to_json(), right.to_json())]
-    from modeldiff.differ import GraphDiff, HeadDelta
+    from modeldiff._core.diff import GraphDiff
+    from modeldiff._core.head_delta import HeadDelta
 
     if isinstance(left, HeadDelta):
         # Field by field, as sets: which module roots and keys only one side has.
@@ -480,12 +481,6 @@ def _json_diff(a: str, b: str) -> list[str]:
 
 
 # -- snapshots -------------------------------------------------------------------------------
-# Config keys left out of a snapshot: who wrote the config, with which library version, on
-# which host, in which dtype; none of them is the architecture (tensor dtypes stay).
-# What diff ignores, plus the attention implementation transformers picks per host.
-_VOLATILE_CONFIG_KEYS = IGNORED_CONFIG_KEYS | {"_attn_implementation",
-                                               "_attn_implementation_autoset",
-                                               "attn_implementation"}
 
 
 def snapshot_json(model: Any) -> str:
@@ -507,7 +502,7 @@ def snapshot_json(model: Any) -> str:
             t.pop("device", None)
     if data.get("hf"):
         config = data["hf"]["config"]
-        for k in _VOLATILE_CONFIG_KEYS:
+        for k in IGNORED_CONFIG_KEYS:
             config.pop(k, None)
     return json.dumps(data, indent=1, sort_keys=False) + "\n"
 
@@ -574,7 +569,7 @@ class ModelSnapshot:
         if stored is None:
             raise AssertionError(f"no model snapshot at {path}\n"
                                  f"To create it, run: {self.command}")
-        from modeldiff.differ import diff
+        from modeldiff._compare import diff
 
         old, new = _graph_of(stored, path), ModelGraph.from_json(current)
         d = diff(old, new, align=None)

@@ -78,7 +78,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from modeldiff.tiny import TINY_MODEL_TYPES, tiny_config
+from modeldiff._tiny import TINY_MODEL_TYPES, tiny_config
 
 __all__ = ["SWEEP_CASES", "SWEEP_TASKS", "LoadingReport", "head_class_for", "loading_report"]
 
@@ -142,7 +142,7 @@ def head_class_for(model_type: str, task: str) -> type:
     """The class ``from_pretrained`` builds for ``task`` from a ``model_type`` checkpoint."""
     import transformers
 
-    from modeldiff.walker import TASKS
+    from modeldiff._inputs import TASKS
 
     auto = getattr(transformers, TASKS[task])
     return auto._model_mapping[type(tiny_config(model_type))]  # type: ignore[no-any-return]
@@ -202,7 +202,7 @@ def loading_report(model_type: str, task: str) -> LoadingReport:
     import transformers
     from safetensors import safe_open
 
-    from modeldiff.walker import TASKS, build_model
+    from modeldiff._inputs import TASKS, build_model
 
     config = tiny_config(model_type)
     torch.manual_seed(0)

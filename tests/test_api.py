@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
+import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import modeldiff
 
-FUNCTIONS = {"walk", "diff", "head_delta", "weight_diff", "render", "roundtrip",
+FUNCTIONS = {"walk", "diff", "align", "head_delta", "weight_diff", "render", "save", "roundtrip",
              "compare_checkpoints", "classify", "pipeline_steps", "parse_repr", "tiny_config"}
+RESULTS = {"GraphDiff", "HeadDelta", "WeightDiff", "CheckpointDiff", "RoundTripReport",
+           "PipelineSteps"}
+PACKAGE = Path(modeldiff.__file__).parent
+
+
+def _modules() -> list[str]:
+    return [m.name for m in pkgutil.walk_packages([str(PACKAGE)], "modeldiff.")
+            if m.name != "modeldiff.__main__"]  # importing __main__ runs the CLI
 
 
 def test_every_public_name_resolves_and_has_a_docstring_with_an_example():
@@ -25,16 +36,36 @@ def test_every_public_name_resolves_and_has_a_docstring_with_an_example():
         if name in FUNCTIONS:
             assert callable(obj), name
             assert ">>>" in doc or ">>>" in (inspect.getdoc(inspect.getmodule(obj)) or ""), name
-    assert set(modeldiff.__all__) >= FUNCTIONS
+    assert set(modeldiff.__all__) >= FUNCTIONS | RESULTS | {"ModelDiffError", "Report"}
     assert sorted(dir(modeldiff)) == sorted(modeldiff.__all__)
+    for name in RESULTS:
+        assert issubclass(getattr(modeldiff, name), modeldiff.Report), name
+    assert modeldiff.ModelDiffError is modeldiff.errors.ModelDiffError
+
+
+def test_implementation_modules_are_private_and_use_no_private_name_of_another():
+    public = {"modeldiff", "modeldiff.errors", "modeldiff.kinds", "modeldiff.testing",
+              "modeldiff.pytest_plugin", "modeldiff.strategies", "modeldiff.cli",
+              "modeldiff.__main__"}
+    offenders = []
+    for name in _modules():
+        leaf = name.rsplit(".", 1)[1]
+        assert name in public or leaf.startswith("_") or ".__" in name or \
+            name.split(".")[1].startswith("_"), f"{name} is neither facade nor private"
+        path = PACKAGE.joinpath(*name.split(".")[1:])
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modeldiff"):
+                offenders += [f"{name}: {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert offenders == []
 
 
 def test_functions_are_not_shadowed_by_their_modules():
     # A submodule named like the function it exports would replace it in the package
     # namespace once imported; import every module, then look again.
-    for module in ("walker", "differ", "diagram", "saveload", "tensors", "pipeline",
-                   "reprtext", "tiny", "testing", "strategies", "demo", "cli"):
-        importlib.import_module(f"modeldiff.{module}")
+    for module in _modules():
+        importlib.import_module(module)
     for name in FUNCTIONS:
         assert inspect.isfunction(getattr(modeldiff, name)), name
 

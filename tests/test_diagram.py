@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modeldiff.diagram import render, save
+from modeldiff._render import render, save
 from modeldiff.errors import GraphvizNotFoundError, InvalidArgumentError
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -112,14 +112,14 @@ def _classes(attrs: dict[str, str]) -> set[str]:
 # -- fixtures --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base():
-    from modeldiff.walker import walk
+    from modeldiff._inputs import walk
 
     return walk("distilbert")
 
 
 @pytest.fixture(scope="module")
 def head():
-    from modeldiff.walker import walk
+    from modeldiff._inputs import walk
 
     return walk("distilbert", task="sequence-classification")
 
@@ -128,7 +128,7 @@ def head():
 def llama70b():
     from transformers import LlamaConfig
 
-    from modeldiff.walker import walk
+    from modeldiff._inputs import walk
 
     config = LlamaConfig(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
                          num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
@@ -200,7 +200,7 @@ def test_depth_cuts_the_tree_and_shows_subtree_totals(head):
 
 
 def test_tied_weights_are_a_dashed_edge():
-    from modeldiff.walker import walk
+    from modeldiff._inputs import walk
 
     g = walk("distilbert", task="masked-lm")
     _, _, edges, _ = parse_dot(render(g).source)
@@ -209,7 +209,7 @@ def test_tied_weights_are_a_dashed_edge():
 
 
 def test_same_model_gives_byte_identical_dot(head):
-    from modeldiff.walker import walk
+    from modeldiff._inputs import walk
 
     again = walk("distilbert", task="sequence-classification")
     assert again is not head
@@ -220,7 +220,7 @@ def test_same_model_gives_byte_identical_dot(head):
 @pytest.mark.parametrize(("name", "task"), [("distilbert", None),
                                             ("distilbert-seqcls", "sequence-classification")])
 def test_dot_snapshot(name, task):
-    from modeldiff.walker import walk
+    from modeldiff._inputs import walk
 
     source = render(walk("distilbert", task=task)).source
     path = SNAPSHOTS / f"{name}.dot"
@@ -251,7 +251,7 @@ def test_llama_70b_unfolded_source_has_every_leaf(llama70b):
 
 # -- diffs -----------------------------------------------------------------------------------
 def test_head_delta_marks_exactly_the_head_modules_added(base, head):
-    from modeldiff.differ import diff
+    from modeldiff._compare import diff
 
     boxes, clusters, _, _ = parse_dot(render(diff(base, head)).source)
     marked = {k: c for k, a in boxes.items() for c in ("added", "removed", "changed")
@@ -269,7 +269,7 @@ def test_head_delta_marks_exactly_the_head_modules_added(base, head):
 
 
 def test_reverse_delta_marks_them_removed(base, head):
-    from modeldiff.differ import diff
+    from modeldiff._compare import diff
 
     boxes, _, _, _ = parse_dot(render(diff(head, base)).source)
     removed = {k for k, a in boxes.items() if "removed" in _classes(a)}
@@ -280,8 +280,8 @@ def test_reverse_delta_marks_them_removed(base, head):
 def test_changed_modules_show_before_and_after(base):
     from transformers import DistilBertConfig
 
-    from modeldiff.differ import diff
-    from modeldiff.walker import walk
+    from modeldiff._compare import diff
+    from modeldiff._inputs import walk
 
     d = diff(base, walk(DistilBertConfig(hidden_dim=4096)))
     boxes, clusters, _, _ = parse_dot(render(d).source)
@@ -336,7 +336,7 @@ def test_missing_dot_raises_and_leaves_nothing_behind(tmp_path, monkeypatch, hea
 
 @needs_dot
 def test_notebook_display_is_svg(base, head):
-    from modeldiff.differ import diff
+    from modeldiff._compare import diff
 
     assert "<svg" in base._repr_mimebundle_()["image/svg+xml"]
     assert "<svg" in diff(base, head)._repr_mimebundle_()["image/svg+xml"]
@@ -351,9 +351,9 @@ def test_bad_arguments_say_what_is_allowed(tmp_path, head):
 
 
 def test_diagram_module_does_not_import_torch():
-    code = ("import sys, modeldiff.diagram, modeldiff.graph; "
-            "g = modeldiff.graph.ModelGraph(nodes=(modeldiff.graph.Node(path='', cls='X', "
-            "qualname='X', kind='other'),)); modeldiff.diagram.render(g).source; "
+    code = ("import sys, modeldiff._render, modeldiff._core.graph; "
+            "g = modeldiff._core.graph.ModelGraph(nodes=(modeldiff._core.graph.Node(path='', cls='X', "
+            "qualname='X', kind='other'),)); modeldiff._render.render(g).source; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -17,8 +17,9 @@ from transformers import (
 )
 
 import modeldiff
+from modeldiff._core.compare import ABSENT
+from modeldiff._core.diff import Change, GraphDiff
 from modeldiff.cli import main
-from modeldiff.differ import ABSENT, Change, GraphDiff
 from modeldiff.errors import AlignmentError, NotMaterializedError
 from modeldiff.strategies import modules
 from tests.models import Stack
@@ -88,9 +89,9 @@ def test_changes_fold_across_repeat_groups():
     (drop,) = [c for c in d.changed if c.path.endswith("attention.dropout")]
     assert drop.count == 6
     assert drop.label == "distilbert.transformer.layer.0-5.attention.dropout (x6)"
-    assert [(x.name, x.before, x.after) for x in drop.attrs] == [("p", 0.1, 0.3)]
+    assert [(x.key, x.before, x.after) for x in drop.attrs] == [("p", 0.1, 0.3)]
     (clf,) = [c for c in d.changed if c.path == "classifier"]
-    assert [(x.name, x.before, x.after) for x in clf.attrs] == [("out_features", 2, 3)]
+    assert [(x.key, x.before, x.after) for x in clf.attrs] == [("out_features", 2, 3)]
     assert {t.name: (t.before.shape, t.after.shape) for t in clf.tensors} == {
         "weight": ((2, 768), (3, 768)), "bias": ((2,), (3,))}
     assert "~ distilbert.transformer.layer.0-5.attention.dropout (x6)  Dropout  p 0.1 -> 0.3" \
@@ -133,7 +134,7 @@ def test_attribute_that_only_one_side_has():
     a = nn.Sequential(nn.LayerNorm(4))
     b = nn.Sequential(nn.LayerNorm(4, bias=False))
     (c,) = modeldiff.diff(a, b).changed
-    assert [(x.name, x.before, x.after) for x in c.attrs] == [("bias", True, False)]
+    assert [(x.key, x.before, x.after) for x in c.attrs] == [("bias", True, False)]
     assert [t.change for t in c.tensors] == [Change.REMOVED]
     assert ABSENT is type(ABSENT)()  # one sentinel
 
@@ -141,7 +142,7 @@ def test_attribute_that_only_one_side_has():
 def test_class_change_is_reported():
     d = modeldiff.diff(nn.Sequential(nn.ReLU()), nn.Sequential(nn.GELU()), align=None)
     (c,) = d.changed
-    assert next((x.name, x.before, x.after) for x in c.attrs) == ("class", "ReLU", "GELU")
+    assert next((x.key, x.before, x.after) for x in c.attrs) == ("class", "ReLU", "GELU")
 
 
 def test_different_families_compare_path_to_path():
@@ -191,7 +192,7 @@ def test_json_carries_everything(base_and_head):
     assert data["alignment"] == {"before": "", "after": "distilbert", "how": "base_model_prefix"}
     assert [m["path"] for m in data["modules"]] == ["pre_classifier", "classifier", "dropout"]
     assert data["modules"][1]["after"]["attrs"][1] == ["out_features", 2]
-    assert data["different"] is True
+    assert data["findings"] > 0
 
 
 def test_weights_on_meta_models_are_refused(base_and_head):
@@ -220,13 +221,13 @@ def _mirror(d: GraphDiff) -> set[tuple]:
             Change.CHANGED: Change.CHANGED}
     out = set()
     for c in d.modules:
-        attrs = frozenset((a.name, repr(a.after), repr(a.before)) for a in c.attrs)
+        attrs = frozenset((a.key, repr(a.after), repr(a.before)) for a in c.attrs)
         out.add((swap[c.change], c.count, attrs, len(c.tensors)))
     return out
 
 
 def _plain(d: GraphDiff) -> set[tuple]:
-    return {(c.change, c.count, frozenset((a.name, repr(a.before), repr(a.after))
+    return {(c.change, c.count, frozenset((a.key, repr(a.before), repr(a.after))
                                           for a in c.attrs), len(c.tensors)) for c in d.modules}
 
 
@@ -270,7 +271,7 @@ def test_cli_diff_exit_status_and_tree(capsys):
 
 def test_cli_diff_json_and_errors(capsys):
     assert main(["diff", "bert", "distilbert", "--json"]) == 1
-    assert json.loads(capsys.readouterr().out)["different"] is True
+    assert json.loads(capsys.readouterr().out)["findings"] > 0
     assert main(["diff", "distilbrt", "distilbert"]) == 2
     assert "did you mean 'distilbert'" in capsys.readouterr().err
     assert main(["diff", "distilbert", "distilbert", "--task-b", "masked-lm",
@@ -313,7 +314,7 @@ def test_version_drift_of_an_old_distilbert_print():
     d = modeldiff.diff(old, "distilbert")
     assert old.source == "printed model tests/data/distilbert_v4_print.txt"
     assert [c.label for c in d.added] == ["transformer.layer.0-5.ffn.activation (x6)"]
-    changes = {c.label: [(a.name, a.before, a.after) for a in c.attrs] for c in d.changed}
+    changes = {c.label: [(a.key, a.before, a.after) for a in c.attrs] for c in d.changed}
     assert changes["transformer.layer.0-5.attention (x6)"] == [
         ("class", "MultiHeadSelfAttention", "DistilBertSelfAttention")]
     assert changes["embeddings.LayerNorm"] == [("bias", ABSENT, True)]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import modeldiff
+from modeldiff._core.graph import ModelGraph
 from modeldiff.errors import SchemaError
-from modeldiff.graph import ModelGraph
 from modeldiff.strategies import graphs, modules
 from tests.models import Shared, Tied
 

@@ -16,8 +16,8 @@ IDS = [f"{t}-{task}" for t, task in SWEEP_CASES]
 
 
 def _models(model_type: str, task: str):  # type: ignore[no-untyped-def]
-    from modeldiff.tiny import tiny_config
-    from modeldiff.walker import build_model
+    from modeldiff._inputs import build_model
+    from modeldiff._tiny import tiny_config
 
     config = tiny_config(model_type)
     return (build_model(config, task="base", device="meta"),

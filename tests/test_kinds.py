@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from modeldiff.graph import Kind
+from modeldiff._core.graph import Kind
 from modeldiff.kinds import lookup, parse_attrs
 
 

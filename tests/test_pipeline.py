@@ -16,6 +16,7 @@ from transformers import (
 )
 
 import modeldiff
+from modeldiff._pipeline import default_classifier, pipeline_steps
 from modeldiff.cli import main
 from modeldiff.errors import (
     HubUnavailableError,
@@ -24,7 +25,6 @@ from modeldiff.errors import (
     ModelDiffError,
     NotMaterializedError,
 )
-from modeldiff.pipeline import default_classifier, pipeline_steps
 
 LONG = "the movie was long and the plot went on and on " * 80  # ~960 tokens > 512
 SENTENCES = [

@@ -14,18 +14,13 @@ import pytest
 import transformers.models.auto.modeling_auto
 import transformers.models.distilbert.modeling_distilbert  # noqa: F401
 
-import modeldiff.differ
-import modeldiff.testing
-import modeldiff.tiny
-import modeldiff.walker  # noqa: F401
-
 pytest_plugins = ["pytester"]
 
 MODELS = """
 import os
 from torch import nn
 import modeldiff
-from modeldiff.tiny import tiny_config
+from modeldiff._tiny import tiny_config
 
 def net(head=False):
     m = nn.Sequential()

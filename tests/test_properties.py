@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 import modeldiff
-from modeldiff.graph import Kind, ModelGraph
+from modeldiff._core.graph import Kind, ModelGraph
 from modeldiff.strategies import configs, graphs, modules
 
 MODEL_TYPES = ["distilbert", "bert", "roberta", "gpt2", "llama", "t5"]

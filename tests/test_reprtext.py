@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from modeldiff._core.graph import Kind, ModelGraph
+from modeldiff._core.printed import looks_like_repr, parse_repr
+from modeldiff._inputs import walk
 from modeldiff.errors import ModelDiffError, ReprParseError
-from modeldiff.graph import Kind, ModelGraph
 from modeldiff.kinds import lookup, tensor_shapes
-from modeldiff.reprtext import looks_like_repr, parse_repr
 from modeldiff.strategies import modules
-from modeldiff.walker import walk
 
 DATA = Path(__file__).parent / "data"
 
@@ -105,7 +105,7 @@ def collapse(text: str) -> str:
 
 
 # -- real transformers architectures ----------------------------------------------------------
-# Every model type of modeldiff.tiny, with its base model and its sequence-classification
+# Every model type of modeldiff._tiny, with its base model and its sequence-classification
 # head (where transformers has one and the tiny config builds).
 ARCHITECTURES = (
     "albert", "bart", "bert", "big_bird", "camembert", "convbert", "ctrl", "data2vec-text",
@@ -133,7 +133,7 @@ def _cases() -> list[object]:
 def _built(model_type: str, task: str) -> tuple[str, ModelGraph]:
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    from modeldiff.tiny import tiny_config
+    from modeldiff._tiny import tiny_config
 
     auto = AutoModel if task == "base" else AutoModelForSequenceClassification
     with torch.device("meta"):

@@ -1,4 +1,4 @@
-"""modeldiff.saveload.roundtrip, and the `roundtrip` / `compare` commands."""
+"""modeldiff._roundtrip.roundtrip, and the `roundtrip` / `compare` commands."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import modeldiff
-from modeldiff.checkpoint import read_header
+from modeldiff._roundtrip import Finding, roundtrip
+from modeldiff._walk.checkpoint import read_header
 from modeldiff.cli import main
 from modeldiff.errors import (
     InputTypeError,
@@ -20,7 +21,6 @@ from modeldiff.errors import (
     NotMaterializedError,
     RoundTripError,
 )
-from modeldiff.saveload import Finding, roundtrip
 
 
 def tiny_config(**kw):
@@ -230,7 +230,7 @@ def test_disk_full_gives_a_typed_error_and_leaves_nothing(tmp_path):
     script = textwrap.dedent(f"""
         import resource, signal, torch
         from transformers import DistilBertConfig, DistilBertModel
-        from modeldiff.saveload import roundtrip
+        from modeldiff._roundtrip import roundtrip
         from modeldiff.errors import RoundTripError
         model = DistilBertModel(DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64,
                                                  vocab_size=1000))
@@ -300,7 +300,7 @@ def test_public_names():
 
 
 def test_a_transposed_view_is_not_a_tie():
-    from modeldiff.saveload import _shared_groups
+    from modeldiff._roundtrip import _shared_groups
 
     w = torch.arange(9.0).reshape(3, 3)
     assert _shared_groups({"a": w, "b": w, "c": w.t()}) == (("a", "b"),)

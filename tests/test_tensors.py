@@ -1,4 +1,4 @@
-"""modeldiff.tensors: tensor statistics, checkpoint comparison, weight diffs."""
+"""modeldiff._walk.tensors: tensor statistics, checkpoint comparison, weight diffs."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 from torch import nn
 
-from modeldiff.errors import CheckpointError, ModelDiffError, NotMaterializedError
-from modeldiff.tensors import (
+from modeldiff._core.compare import ABSENT
+from modeldiff._walk.tensors import (
     CHUNK_BYTES,
     CheckpointDiff,
     Difference,
@@ -27,6 +27,7 @@ from modeldiff.tensors import (
     compare_weights,
     tensor_stats,
 )
+from modeldiff.errors import CheckpointError, ModelDiffError, NotMaterializedError
 
 
 def tiny_distilbert_config(**kw):
@@ -167,7 +168,7 @@ def test_same_model_saved_single_and_sharded_is_identical(tiny_mlm, tmp_path):
     n = len(tiny_mlm.state_dict()) - 1  # the tied decoder weight is stored once
     assert d.compared == d.identical == n
     assert f"{n} tensors compared, {n} identical" in str(d)
-    assert d.ignored_config_keys == ("transformers_version",)
+    assert set(d.ignored_config_keys) == {"transformers_version", "architectures", "dtype"}
 
 
 def test_changed_missing_unexpected_dtype_shape_and_config(tmp_path):
@@ -195,16 +196,16 @@ def test_changed_missing_unexpected_dtype_shape_and_config(tmp_path):
     assert kinds == {"w": Difference.VALUES, "half": Difference.DTYPE,
                      "shape": Difference.SHAPE}
     assert d.identical == 1
-    assert [(c.key, c.a, c.b, c.in_a) for c in d.config] == [("dim", 32, 64, True),
-                                                             ("extra", None, True, False)]
+    assert [(c.key, c.before, c.after, c.added) for c in d.config] == [
+        ("dim", 32, 64, False), ("extra", ABSENT, True, True)]
     assert d.ignored_config_keys == ("transformers_version",)
     text = str(d)
     assert "missing in b: gone" in text
     assert "unexpected in b: new" in text
-    assert "config dim: 32 -> 64" in text
+    assert "config dim 32 -> 64" in text
     assert text.splitlines()[-1].startswith("4 tensors compared, 1 identical, 3 changed")
     j = json.loads(d.to_json())
-    assert j["different"] is True
+    assert j["findings"] > 0
     assert j["missing"] == ["gone"]
     assert {c["name"] for c in j["changed"]} == {"w", "half", "shape"}
 

@@ -13,6 +13,7 @@ from torch import nn
 from transformers import DistilBertForSequenceClassification, DistilBertModel
 
 import modeldiff
+from modeldiff._tiny import tiny_config
 from modeldiff.testing import (
     assert_head_delta,
     assert_roundtrip,
@@ -20,7 +21,6 @@ from modeldiff.testing import (
     assert_weights_changed,
     assert_weights_equal,
 )
-from modeldiff.tiny import tiny_config
 from tests.models import Tied
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "finetune_weight_diff.py"

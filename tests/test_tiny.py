@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from modeldiff._tiny import TINY_MODEL_TYPES, tiny_config
 from modeldiff.errors import ConfigError, ModelDiffError, UnknownModelTypeError
-from modeldiff.tiny import TINY_MODEL_TYPES, tiny_config
 
 HEAD_TASKS = ("sequence-classification", "token-classification", "masked-lm")
 
@@ -25,7 +25,7 @@ def _heads_for(model_type: str) -> list[str]:
 def _warm_up() -> None:
     """The first build in a process pays for importing torch and transformers' model code;
     the per-model time limit below is about the model, not the imports."""
-    from modeldiff.walker import build_model
+    from modeldiff._inputs import build_model
 
     build_model(tiny_config("bert"), device="cpu")
 
@@ -42,7 +42,7 @@ def test_builds_small(model_type: str) -> None:
     benchmarks/, not in assertions on a shared machine)."""
     import torch
 
-    from modeldiff.walker import build_model
+    from modeldiff._inputs import build_model
 
     config = tiny_config(model_type)
     assert config.model_type == model_type
@@ -87,7 +87,7 @@ def test_special_token_ids_fit_the_tiny_vocabulary() -> None:
 
 
 def test_funnel_builds_its_full_model_as_the_base() -> None:
-    from modeldiff.walker import build_model
+    from modeldiff._inputs import build_model
 
     assert type(build_model(tiny_config("funnel"))).__name__ == "FunnelModel"
 

@@ -17,6 +17,7 @@ from transformers import (
 )
 
 import modeldiff
+from modeldiff._core.graph import Kind
 from modeldiff.errors import (
     CheckpointError,
     ConfigError,
@@ -26,7 +27,6 @@ from modeldiff.errors import (
     UnknownModelTypeError,
     UnsupportedTaskError,
 )
-from modeldiff.graph import Kind
 from tests.models import Shared, Stack, Tied, WithBuffers, WithDict
 
 

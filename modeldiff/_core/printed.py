@@ -1,4 +1,4 @@
-"""Printed ``print(model)`` text -> :class:`~modeldiff.graph.ModelGraph`.
+"""Printed ``print(model)`` text -> :class:`~modeldiff._core.graph.ModelGraph`.
 
 People share models as the text ``print(model)`` shows: in issues, notebooks, chat. That text
 holds the module tree, the class names and each module's ``extra_repr()``; from it
@@ -41,8 +41,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup, Tensor, Totals, repeat_groups
 from modeldiff.errors import InputTypeError, ReprParseError
-from modeldiff.graph import Kind, ModelGraph, Node, RepeatGroup, Tensor, Totals, repeat_groups
 from modeldiff.kinds import lookup, parse_attrs, tensor_shapes
 
 __all__ = ["looks_like_repr", "parse_repr"]

@@ -225,7 +225,7 @@ _NODE_SETTERS = tuple(Node.__dict__[f].__set__ for f in (
     "path", "cls", "qualname", "kind", "attrs", "tensors", "aliases", "totals"))
 
 
-def _make_node(path: str, cls: str, qualname: str, kind: Kind,
+def make_node(path: str, cls: str, qualname: str, kind: Kind,
                attrs: tuple[tuple[str, AttrValue], ...], tensors: tuple[Tensor, ...],
                aliases: tuple[str, ...], totals: Totals) -> Node:
     """Node(...) without the frozen-dataclass __init__ (half the cost); walk builds
@@ -491,7 +491,7 @@ class ModelGraph:
     # -- JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": "modeldiff.graph",
+            "schema": "modeldiff._core.graph",
             "version": SCHEMA_VERSION,
             "source": self.source,
             "hf": self.hf.to_dict() if self.hf else None,
@@ -508,9 +508,9 @@ class ModelGraph:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelGraph:
-        if not isinstance(d, Mapping) or d.get("schema") != "modeldiff.graph":
+        if not isinstance(d, Mapping) or d.get("schema") != "modeldiff._core.graph":
             raise SchemaError("not a modeldiff graph: expected an object with "
-                              "\"schema\": \"modeldiff.graph\" (written by ModelGraph.to_json)")
+                              "\"schema\": \"modeldiff._core.graph\" (written by ModelGraph.to_json)")
         version = d.get("version")
         if version != SCHEMA_VERSION:
             raise SchemaError(f"modeldiff graph schema version {version!r} is not supported "
@@ -555,7 +555,7 @@ class ModelGraph:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         """Jupyter shows the folded diagram (SVG; the text summary when Graphviz's dot is
         missing). graphviz is imported here, on first display, not with this module."""
-        from modeldiff.diagram import mimebundle
+        from modeldiff._render import mimebundle
 
         return mimebundle(self)
 

@@ -46,8 +46,8 @@ def run_demo(out: str | Path = "modeldiff-demo", *, stream: TextIO | None = None
     from transformers.utils import logging as hf_logging
 
     import modeldiff
-    from modeldiff.diagram import save
-    from modeldiff.pipeline import default_classifier, pipeline_steps
+    from modeldiff._pipeline import default_classifier, pipeline_steps
+    from modeldiff._render import save
 
     stream = stream or sys.stdout
     out = Path(out)

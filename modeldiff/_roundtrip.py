@@ -37,12 +37,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from modeldiff._core.compare import (
+    ABSENT,
+    IGNORED_CONFIG_KEYS,
+    IGNORED_CONFIG_REASONS,
+    compare_mappings,
+    fmt_value,
+    same_value,
+)
+from modeldiff._core.graph import StrEnum
+from modeldiff._core.report import Report, register
+from modeldiff._walk.tensors import TensorStats, tensor_stats
 from modeldiff.errors import InputTypeError, NotMaterializedError, RoundTripError
-from modeldiff.graph import StrEnum
-from modeldiff.tensors import TensorStats, tensor_stats
 
 __all__ = [
-    "NORMALISED_CONFIG_KEYS",
     "SAMPLE_SENTENCES",
     "FileEntry",
     "Finding",
@@ -52,15 +60,6 @@ __all__ = [
     "RoundTripReport",
     "roundtrip",
 ]
-
-# Keys that a save/load legitimately changes, with the reason. They are compared after
-# normalisation (left out) and listed in the report, so nothing is hidden silently.
-NORMALISED_CONFIG_KEYS: Mapping[str, str] = {
-    "transformers_version": "save_pretrained stamps the installed transformers version",
-    "architectures": "save_pretrained stamps the saving class's name",
-    "dtype": "save_pretrained stamps the weights' dtype (the state dict is compared on its own)",
-    "_name_or_path": "from_pretrained records the folder it loaded from",
-}
 
 SAMPLE_SENTENCES = (
     "A model should come back from disk exactly as it went in.",
@@ -95,6 +94,7 @@ class Finding(StrEnum):
     USER_MODEL = "user-model"  # the caller's model or config was changed by the round-trip
 
 
+@register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
     """One finding: ``subject`` names the tensor, config key, output or module path."""
@@ -106,10 +106,9 @@ class Problem:
     def __str__(self) -> str:
         return f"{self.kind}: {self.subject}: {self.message}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": str(self.kind), "subject": self.subject, "message": self.message}
 
 
+@register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FileEntry:
     """A file written by the save: path relative to the folder, size, sha256, and who wrote it
@@ -120,11 +119,9 @@ class FileEntry:
     sha256: str
     source: str = "model"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "size": self.size, "sha256": self.sha256,
-                "source": self.source}
 
 
+@register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Normalised:
     """A config key left out of the comparison on purpose, with its values and the reason."""
@@ -134,11 +131,9 @@ class Normalised:
     after: Any
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "before": self.before, "after": self.after,
-                "reason": self.reason}
 
 
+@register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutputCheck:
     """One output tensor before vs after: bit-identical, or how far apart and whether that
@@ -151,10 +146,6 @@ class OutputCheck:
     rtol: float
     atol: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "equal": self.equal, "max_abs": self.max_abs,
-                "within_tolerance": self.within_tolerance, "rtol": self.rtol,
-                "atol": self.atol}
 
     def __str__(self) -> str:
         if self.equal:
@@ -164,9 +155,16 @@ class OutputCheck:
                 f"tolerance (rtol={self.rtol:g}, atol={self.atol:g})")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RoundTripReport:
-    """The result of :func:`roundtrip`. ``ok`` is True when ``problems`` is empty."""
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class RoundTripReport(Report):
+    """The result of :func:`roundtrip`.
+
+    Its findings (the result protocol) are its ``problems``: like every result, a report is
+    truthy when it found something, so a clean round-trip is falsy. ``ok`` is the positively
+    named property (``assert report.ok``).
+    """
+
+    SCHEMA = "modeldiff.roundtrip"
 
     model: str
     dtype: str
@@ -189,8 +187,15 @@ class RoundTripReport:
     def model_files(self) -> tuple[FileEntry, ...]:
         return tuple(f for f in self.files if f.source == "model")
 
-    def __bool__(self) -> bool:
-        return self.ok
+    def _findings(self) -> int:
+        return len(self.problems)
+
+    def _extra_json(self) -> dict[str, Any]:
+        return {"ok": self.ok}
+
+    def headline(self) -> str:
+        verdict = "ok" if self.ok else f"{len(self.problems)} problem(s)"
+        return f"round-trip of {self.model} ({self.dtype}): {verdict}"
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else f"{len(self.problems)} problem(s)"
@@ -215,19 +220,6 @@ class RoundTripReport:
             lines += [f"  {p}" for p in self.problems]
         return "\n".join(lines)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "dtype": self.dtype, "ok": self.ok, "folder": self.folder,
-                "files": [f.to_dict() for f in self.files],
-                "problems": [p.to_dict() for p in self.problems],
-                "normalised": [n.to_dict() for n in self.normalised],
-                "outputs": [o.to_dict() for o in self.outputs],
-                "tensors_compared": self.tensors_compared,
-                "tensors_identical": self.tensors_identical,
-                "shared_groups": [list(g) for g in self.shared_groups],
-                "inputs": self.inputs, "notes": list(self.notes)}
-
-    def to_json(self, *, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=str)
 
 
 def roundtrip(model: nn.Module, *, tokenizer: Any = None, inputs: Any = None,
@@ -513,7 +505,7 @@ def _gen_dict(model: nn.Module) -> dict[str, Any] | None:
 
 # -- comparisons -----------------------------------------------------------------------------
 def _compare_structure(a: nn.Module, b: nn.Module) -> list[Problem]:
-    from modeldiff.walker import walk
+    from modeldiff._inputs import walk
 
     # Training mode and requires_grad are runtime state that no checkpoint stores: copy the
     # original's onto the reloaded model so the graphs compare what a checkpoint does hold.
@@ -525,7 +517,8 @@ def _compare_structure(a: nn.Module, b: nn.Module) -> list[Problem]:
     for name, p in a.named_parameters():
         if name in b_params:
             b_params[name].requires_grad_(p.requires_grad)
-    from modeldiff.differ import Change, diff
+    from modeldiff._compare import diff
+    from modeldiff._core.diff import Change
 
     # An empty structural diff is the check; the config is compared (and normalised) on
     # its own, below, so config findings of the diff are left out here.
@@ -585,44 +578,28 @@ def _shared_groups(sd: Mapping[str, torch.Tensor]) -> tuple[tuple[str, ...], ...
 
 def _compare_config(before: dict[str, Any], after: dict[str, Any]
                     ) -> tuple[tuple[Normalised, ...], list[Problem]]:
-    normalised = []
-    problems = []
-    for key in sorted(set(before) | set(after)):
-        b, a = before.get(key, _MISSING), after.get(key, _MISSING)
-        if _json_equal(a, b):
-            continue
-        if key in NORMALISED_CONFIG_KEYS:
-            normalised.append(Normalised(key=key, before=None if b is _MISSING else b,
-                                         after=None if a is _MISSING else a,
-                                         reason=NORMALISED_CONFIG_KEYS[key]))
-            continue
-        msg = ("only before saving" if a is _MISSING else "only after loading"
-               if b is _MISSING else f"{_short(b)} -> {_short(a)}")
-        problems.append(Problem(kind=Finding.CONFIG, subject=key, message=msg))
-    return tuple(normalised), problems
+    """Config keys before saving vs after loading. The keys every comparison ignores
+    (:data:`~modeldiff._core.compare.IGNORED_CONFIG_REASONS`) are listed as normalised when a
+    save/load changed them, with the reason, so nothing is hidden silently."""
+    changes, ignored = compare_mappings(before, after, ignore=IGNORED_CONFIG_KEYS)
+    normalised = tuple(
+        Normalised(key=k, before=before.get(k), after=after.get(k),
+                   reason=IGNORED_CONFIG_REASONS[k])
+        for k in sorted(ignored) if not same_value(before.get(k, ABSENT), after.get(k, ABSENT)))
+    problems = [Problem(kind=Finding.CONFIG, subject=c.key,
+                        message="only before saving" if c.removed else "only after loading"
+                        if c.added else f"{fmt_value(c.before, 60)} -> {fmt_value(c.after, 60)}")
+                for c in changes]
+    return normalised, problems
 
 
 def _compare_generation_config(before: dict[str, Any] | None, after: dict[str, Any] | None
                                ) -> list[Problem]:
     if before is None or after is None:
         return []
-    out = []
-    for key in sorted(set(before) | set(after)):
-        if key == "transformers_version":
-            continue
-        if not _json_equal(before.get(key, _MISSING), after.get(key, _MISSING)):
-            out.append(Problem(kind=Finding.CONFIG, subject=f"generation_config.{key}",
-                               message=f"{_short(before.get(key))} -> {_short(after.get(key))}"))
-    return out
-
-
-def _json_equal(a: Any, b: Any) -> bool:
-    # Compare as JSON would store them: tuples and lists alike, dict key order irrelevant.
-    try:
-        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True,
-                                                                        default=str)
-    except (TypeError, ValueError):
-        return bool(a == b)
+    changes, _ = compare_mappings(before, after, ignore=IGNORED_CONFIG_KEYS)
+    return [Problem(kind=Finding.CONFIG, subject=f"generation_config.{c.key}",
+                    message=f"{fmt_value(c.before, 60)} -> {fmt_value(c.after, 60)}") for c in changes]
 
 
 # -- outputs ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from modeldiff._core.report import Report, register
 from modeldiff.errors import (
     CheckpointError,
     HubUnavailableError,
@@ -57,6 +58,7 @@ UNTRAINED_NOTE = "untrained head: scores are not meaningful"
 _NO_LIMIT = 10**9
 
 
+@register
 class ScoreFunction(str, Enum):
     """What turns logits into scores (transformers' ``function_to_apply``)."""
 
@@ -68,6 +70,7 @@ class ScoreFunction(str, Enum):
         return self.value
 
 
+@register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prediction:
     """The classification of one text.
@@ -92,9 +95,13 @@ class Prediction:
 
 
 # eq=False: the fields are tensors, whose == is elementwise and has no truth value.
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
-class PipelineSteps:
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class PipelineSteps(Report):
     """Every stage of the pipeline for a batch of texts (one padded batch).
+
+    Its findings (the result protocol) are its caveats: an untrained head, truncated texts,
+    and each entry of ``notes`` (a tokenizer modeldiff chose for you, say): a clean run
+    is falsy.
 
     ``input_ids`` and ``attention_mask`` are what the tokenizer produced (padded to the
     longest text, truncated to ``max_length``), ``tokens`` their readable form without
@@ -103,7 +110,7 @@ class PipelineSteps:
     the logit columns. ``n_tokens`` counts each text's tokens *before* truncation, so
     ``n_tokens[i] > max_length`` says text i was cut.
 
-    >>> from modeldiff.pipeline import pipeline_steps
+    >>> from modeldiff._pipeline import pipeline_steps
     >>> steps = pipeline_steps(["hello world", ""])
     >>> steps.input_ids.tolist()
     [[101, 7592, 2088, 102], [101, 102, 0, 0]]
@@ -143,6 +150,25 @@ class PipelineSteps:
     labels: tuple[str, ...]
     model_name: str
     untrained: bool
+    notes: tuple[str, ...] = ()
+
+    SCHEMA = "modeldiff.pipeline_steps"
+
+    @property
+    def caveats(self) -> tuple[str, ...]:
+        """What a reader of these scores must know: untrained head, truncation, notes."""
+        out = [UNTRAINED_NOTE] if self.untrained else []
+        out += [f"text {i} truncated: {n} tokens, max_length {self.max_length}"
+                for i, n in enumerate(self.n_tokens) if n > self.max_length]
+        return (*out, *self.notes)
+
+    def _findings(self) -> int:
+        return len(self.caveats)
+
+    def headline(self) -> str:
+        n = len(self.texts)
+        return (f"text classification with {self.model_name}: {n} text{'s' * (n != 1)}, "
+                f"{self.function} over {len(self.id2label)} label{'s' * (len(self.id2label) != 1)}")
 
     @property
     def probabilities(self) -> torch.Tensor:
@@ -155,12 +181,10 @@ class PipelineSteps:
                             self.untrained)
 
     def __str__(self) -> str:
-        n = len(self.texts)
-        head = (f"text classification with {self.model_name}: {n} text{'s' * (n != 1)}, "
-                f"{self.function} over {len(self.id2label)} label{'s' * (len(self.id2label) != 1)}")
-        lines = [head]
+        lines = [self.headline()]
         if self.untrained:
             lines.append(UNTRAINED_NOTE)
+        lines += [f"note: {n}" for n in self.notes]
         for i, text in enumerate(self.texts):
             shown = text if len(text) <= 60 else text[:57] + "..."
             lines.append(f"[{i}] {shown!r}")
@@ -212,7 +236,7 @@ def classify(texts: str | Iterable[str], model: Any = None, tokenizer: Any = Non
     run takes longer than a second.
 
     >>> from transformers import DistilBertConfig, DistilBertForSequenceClassification
-    >>> from modeldiff.pipeline import default_classifier
+    >>> from modeldiff._pipeline import default_classifier
     >>> _, tok = default_classifier()
     >>> cfg = DistilBertConfig(dim=32, n_layers=1, n_heads=2, hidden_dim=64, num_labels=3)
     >>> tiny = DistilBertForSequenceClassification(cfg)

@@ -5,7 +5,7 @@ prefixes) and shrinks every size: hidden 32, 2 layers, 4 heads, vocabulary 256, 
 everything. Built on the CPU with real initialisation, each model takes a few milliseconds,
 so tests can sweep dozens of architectures.
 
->>> from modeldiff.tiny import tiny_config
+>>> from modeldiff._tiny import tiny_config
 >>> cfg = tiny_config("bert")
 >>> cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.vocab_size
 (32, 2, 4, 256)

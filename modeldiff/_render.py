@@ -1,4 +1,4 @@
-"""Graphviz diagrams of a :class:`~modeldiff.graph.ModelGraph` or a ``GraphDiff``.
+"""Graphviz diagrams of a :class:`~modeldiff._core.graph.ModelGraph` or a ``GraphDiff``.
 
 Containers (modules with children) become clusters, leaf modules become boxes that show
 their name, class, key attributes and parameter count. Repeated identical layers are folded
@@ -6,7 +6,7 @@ into one cluster labelled like ``TransformerBlock x6``; tied weights are dashed 
 A diff draws the union of both models with the delta in colour and the unchanged part
 collapsed to single boxes.
 
->>> from modeldiff.graph import Kind, ModelGraph, Node, Totals
+>>> from modeldiff._core.graph import Kind, ModelGraph, Node, Totals
 >>> g = ModelGraph(nodes=(
 ...     Node(path="", cls="Net", qualname="m.Net", kind=Kind.BLOCK,
 ...          totals=Totals(params=6)),
@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, Any, Union
 
 import graphviz
 
+from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup
 from modeldiff.errors import GraphvizNotFoundError, InvalidArgumentError, ModelDiffError
-from modeldiff.graph import Kind, ModelGraph, Node, RepeatGroup
 
 if TYPE_CHECKING:
-    from modeldiff.differ import GraphDiff
+    from modeldiff._compare import GraphDiff
 
 __all__ = ["FORMATS", "mimebundle", "render", "save"]
 
@@ -141,7 +141,7 @@ def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = Tr
     Compose with the Digraph API or :func:`save`:
     ``render(g).source`` is DOT, ``save(g, "model.svg")`` writes a picture.
 
-    >>> from modeldiff.graph import Kind, ModelGraph, Node, Totals
+    >>> from modeldiff._core.graph import Kind, ModelGraph, Node, Totals
     >>> g = ModelGraph(nodes=(Node(path="", cls="Dropout", qualname="torch.nn.Dropout",
     ...                            kind=Kind.DROPOUT, attrs=(("p", 0.1),)),))
     >>> "p=0.1" in render(g).source
@@ -486,7 +486,7 @@ def _fmt(v: Any) -> str:
 def _short_attrs(node: Node) -> str:
     """The attributes worth a glance, by kind: ``768 -> 3072``, ``30522 x 768``, ``p=0.1``.
 
-    >>> from modeldiff.graph import Kind, Node
+    >>> from modeldiff._core.graph import Kind, Node
     >>> _short_attrs(Node(path="e", cls="Embedding", qualname="", kind=Kind.EMBEDDING,
     ...                attrs=(("num_embeddings", 30522), ("embedding_dim", 768))))
     '30522 x 768'
@@ -690,7 +690,7 @@ def save(obj: Renderable | graphviz.Digraph, path: str | os.PathLike[str],
     half-written. Returns the path.
 
     >>> import tempfile, pathlib
-    >>> from modeldiff.graph import Kind, ModelGraph, Node
+    >>> from modeldiff._core.graph import Kind, ModelGraph, Node
     >>> g = ModelGraph(nodes=(Node(path="", cls="ReLU", qualname="torch.nn.ReLU",
     ...                            kind=Kind.ACTIVATION),))
     >>> out = save(g, pathlib.Path(tempfile.mkdtemp()) / "relu.dot")
@@ -746,7 +746,7 @@ def mimebundle(obj: Renderable, **render_options: Any) -> dict[str, str]:
     """What Jupyter shows for a graph or diff: SVG when Graphviz's ``dot`` is installed,
     otherwise the text summary. Used by ``_repr_mimebundle_``.
 
-    >>> from modeldiff.graph import Kind, ModelGraph, Node
+    >>> from modeldiff._core.graph import Kind, ModelGraph, Node
     >>> g = ModelGraph(nodes=(Node(path="", cls="ReLU", qualname="torch.nn.ReLU",
     ...                            kind=Kind.ACTIVATION),))
     >>> sorted(mimebundle(g))  # doctest: +SKIP

@@ -17,7 +17,7 @@ MB of memory, not 20 GB.
 w: 1 of 3 values changed, max |b-a| 0.5, rel change 0.134, cosine 0.997409
 
 ``.bin`` (pickle) checkpoints are read only through
-:func:`modeldiff.checkpoint.load_bin`, which uses ``torch.load(weights_only=True)``: no code in
+:func:`modeldiff._walk.checkpoint.load_bin`, which uses ``torch.load(weights_only=True)``: no code in
 the file ever runs.
 """
 
@@ -29,7 +29,7 @@ import math
 import mmap
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -38,18 +38,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from modeldiff.checkpoint import checkpoint_files, load_bin, read_header
+from modeldiff._core.compare import ABSENT, IGNORED_CONFIG_KEYS, ValueChange, compare_mappings
+from modeldiff._core.graph import StrEnum
+from modeldiff._core.report import Report, register
+from modeldiff._core.weights import ModuleSummary, TensorStats, WeightDiff, by_module
+from modeldiff._walk.checkpoint import checkpoint_files, load_bin, read_header
 from modeldiff.errors import (
     CheckpointError,
     InputTypeError,
     InvalidArgumentError,
     NotMaterializedError,
 )
-from modeldiff.graph import StrEnum
 
 __all__ = [
     "CheckpointDiff",
-    "ConfigChange",
     "Difference",
     "ModuleSummary",
     "TensorChange",
@@ -68,77 +70,9 @@ CHUNK_BYTES = 4 * 2**20
 _CHUNK_ELEMS = CHUNK_BYTES // 8
 # A progress bar appears only for comparisons at least this large (and only on a terminal).
 _PROGRESS_MIN_BYTES = 512 * 2**20
-# config.json keys that say which library version wrote the file, not what the model is.
-IGNORED_CONFIG_KEYS = ("transformers_version",)
 
 
 # -- one pair of tensors ---------------------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TensorStats:
-    """How tensor ``b`` differs from tensor ``a``.
-
-    ``equal`` means bit-identical bytes, dtype and shape: NaN equals NaN with the same bits,
-    and ``-0.0`` differs from ``0.0``. The statistics are computed in float64 over the values
-    (in the wider dtype when dtypes differ; ``note`` then says so):
-
-    - ``n_changed``: elements whose value differs (NaN vs NaN counts as unchanged);
-    - ``max_abs``: the largest ``|b - a|``;
-    - ``rel_change``: ``||b - a|| / ||a||`` (Frobenius norms); ``0.0`` when no value changed,
-      ``inf`` when ``a`` is all zeros and ``b`` is not;
-    - ``cosine``: cosine similarity of ``a`` and ``b`` flattened; ``1.0`` when both are all
-      zeros (they point the same way, nowhere), ``0.0`` when exactly one of them is.
-
-    A shape mismatch leaves the three statistics ``None`` (nothing to compare element-wise).
-
-    >>> import torch
-    >>> s = tensor_stats("w", torch.zeros(2, 3), torch.zeros(3, 2))
-    >>> s.equal, s.max_abs, s.note
-    (False, None, 'shape (2, 3) -> (3, 2)')
-    """
-
-    name: str
-    shape_a: tuple[int, ...]
-    shape_b: tuple[int, ...]
-    dtype_a: str
-    dtype_b: str
-    numel: int
-    equal: bool
-    n_changed: int | None = None
-    max_abs: float | None = None
-    rel_change: float | None = None
-    cosine: float | None = None
-    note: str = ""
-    norm_a: float | None = None  # ||a||, ||b|| and ||b - a|| where values were compared;
-    norm_b: float | None = None  # module summaries add them up across tensors
-    norm_diff: float | None = None
-
-    @property
-    def comparable(self) -> bool:
-        """True when the shapes match, so values were compared element by element."""
-        return self.shape_a == self.shape_b
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape_a": list(self.shape_a), "shape_b": list(self.shape_b),
-                "dtype_a": self.dtype_a, "dtype_b": self.dtype_b, "numel": self.numel,
-                "equal": self.equal, "n_changed": self.n_changed,
-                "max_abs": _json_float(self.max_abs), "rel_change": _json_float(self.rel_change),
-                "cosine": _json_float(self.cosine), "note": self.note}
-
-    def __str__(self) -> str:
-        if self.equal:
-            return f"{self.name}: identical"
-        if not self.comparable:
-            return f"{self.name}: {self.note}"
-        note = f" ({self.note})" if self.note else ""
-        if self.n_changed is None:
-            return f"{self.name}: bytes differ{note}"
-        if self.n_changed == 0:
-            return f"{self.name}: same values, different bytes{note}"
-        return (f"{self.name}: {self.n_changed:,} of {self.numel:,} values changed, "
-                f"max |b-a| {_fmt(self.max_abs)}, rel change {_fmt(self.rel_change)}, "
-                f"cosine {_fmt(self.cosine, cos=True)}{note}")
-
-
 def tensor_stats(name: str, a: torch.Tensor, b: torch.Tensor) -> TensorStats:
     """Compare two tensors: bit-identity first, statistics only where the bytes differ.
 
@@ -514,6 +448,7 @@ class Difference(StrEnum):
     CLOSE = "close"  # values differ, but within rtol / atol
 
 
+@register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TensorChange:
     """A tensor present on both sides that differs; ``stats`` says by how much."""
@@ -522,40 +457,18 @@ class TensorChange:
     difference: Difference
     stats: TensorStats
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "difference": str(self.difference),
-                "stats": self.stats.to_dict()}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConfigChange:
-    """One ``config.json`` key that differs. ``in_a`` / ``in_b`` say where the key exists."""
-
-    key: str
-    a: Any = None
-    b: Any = None
-    in_a: bool = True
-    in_b: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "a": self.a, "b": self.b, "in_a": self.in_a, "in_b": self.in_b}
-
-    def __str__(self) -> str:
-        if not self.in_b:
-            return f"config {self.key}: only in a ({_short(self.a)})"
-        if not self.in_a:
-            return f"config {self.key}: only in b ({_short(self.b)})"
-        return f"config {self.key}: {_short(self.a)} -> {_short(self.b)}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CheckpointDiff:
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class CheckpointDiff(Report):
     """What differs between two checkpoints, shaped like safetensors' ``(missing, unexpected)``.
 
     ``missing`` are tensors in ``a`` but not in ``b``, ``unexpected`` the reverse, ``changed``
     the tensors whose shape, dtype or values differ, ``close`` those that differ only within
     ``rtol`` / ``atol`` (not a difference: ``bool(d)`` ignores them). ``config`` lists
-    ``config.json`` keys that differ; ``ignored_config_keys`` the keys left out on purpose.
+    ``config.json`` keys that differ; ``ignored_config_keys`` the keys present but left out
+    (the one list, :data:`~modeldiff._core.compare.IGNORED_CONFIG_KEYS`). Findings (the
+    result protocol): missing, unexpected and changed tensors and differing config keys.
 
     >>> import tempfile, torch
     >>> from safetensors.torch import save_file
@@ -572,21 +485,26 @@ class CheckpointDiff:
     0 config keys differ
     """
 
+    SCHEMA = "modeldiff.checkpoints"
+
     a: str
     b: str
     missing: tuple[str, ...] = ()
     unexpected: tuple[str, ...] = ()
     changed: tuple[TensorChange, ...] = ()
     close: tuple[TensorChange, ...] = ()
-    config: tuple[ConfigChange, ...] = ()
+    config: tuple[ValueChange, ...] = ()
     ignored_config_keys: tuple[str, ...] = ()
     compared: int = 0
     identical: int = 0
     rtol: float = 0.0
     atol: float = 0.0
 
-    def __bool__(self) -> bool:
-        return bool(self.missing or self.unexpected or self.changed or self.config)
+    def _findings(self) -> int:
+        return len(self.missing) + len(self.unexpected) + len(self.changed) + len(self.config)
+
+    def headline(self) -> str:
+        return f"{self.a} -> {self.b}: {self.summary()}"
 
     def summary(self) -> str:
         return (f"{self.compared} tensors compared, {self.identical} identical, "
@@ -600,22 +518,9 @@ class CheckpointDiff:
         lines += [f"{c.difference}: {c.stats}" for c in self.changed]
         lines += [f"close (rtol={self.rtol:g}, atol={self.atol:g}): {c.stats}"
                   for c in self.close]
-        lines += [str(c) for c in self.config]
+        lines += [f"config {c}" for c in self.config]
         lines.append(self.summary())
         return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "different": bool(self),
-                "missing": list(self.missing), "unexpected": list(self.unexpected),
-                "changed": [c.to_dict() for c in self.changed],
-                "close": [c.to_dict() for c in self.close],
-                "config": [c.to_dict() for c in self.config],
-                "ignored_config_keys": list(self.ignored_config_keys),
-                "compared": self.compared, "identical": self.identical,
-                "rtol": self.rtol, "atol": self.atol}
-
-    def to_json(self, *, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False, allow_nan=False)
 
 
 def compare_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str], *,
@@ -672,7 +577,7 @@ def compare_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str], *,
         finally:
             if bar is not None:
                 bar.close()
-        config: tuple[ConfigChange, ...] = ()
+        config: tuple[ValueChange, ...] = ()
         ignored: tuple[str, ...] = ()
         if sa.folder is not None and sb.folder is not None:
             config, ignored = _compare_config(sa.folder, sb.folder)
@@ -682,114 +587,20 @@ def compare_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str], *,
                               identical=identical, rtol=float(rtol), atol=float(atol))
 
 
-def _compare_config(fa: Path, fb: Path) -> tuple[tuple[ConfigChange, ...], tuple[str, ...]]:
-    from modeldiff.checkpoint import read_config_json
+def _compare_config(fa: Path, fb: Path) -> tuple[tuple[ValueChange, ...], tuple[str, ...]]:
+    from modeldiff._walk.checkpoint import read_config_json
 
     ha, hb = (fa / "config.json").is_file(), (fb / "config.json").is_file()
     if not ha and not hb:
         return (), ()
     if ha != hb:
-        return (ConfigChange(key="config.json", a="present" if ha else None,
-                             b="present" if hb else None, in_a=ha, in_b=hb),), ()
-    ca, cb = read_config_json(fa), read_config_json(fb)
-    out: list[ConfigChange] = []
-    ignored = tuple(k for k in IGNORED_CONFIG_KEYS if k in ca or k in cb)
-    for key in sorted(set(ca) | set(cb)):
-        if key in IGNORED_CONFIG_KEYS:
-            continue
-        if key not in cb:
-            out.append(ConfigChange(key=key, a=ca[key], in_b=False))
-        elif key not in ca:
-            out.append(ConfigChange(key=key, b=cb[key], in_a=False))
-        elif ca[key] != cb[key]:
-            out.append(ConfigChange(key=key, a=ca[key], b=cb[key]))
-    return tuple(out), ignored
+        return (ValueChange(key="config.json", before="present" if ha else ABSENT,
+                            after="present" if hb else ABSENT),), ()
+    return compare_mappings(read_config_json(fa), read_config_json(fb),
+                            ignore=IGNORED_CONFIG_KEYS)
 
 
 # -- weights: what did fine-tuning change? ---------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModuleSummary:
-    """How much the tensors directly owned by one module (a path in ``b``'s names) moved.
-
-    ``changed == 0`` means the module is untouched: a frozen layer stayed frozen.
-    """
-
-    path: str
-    tensors: int
-    changed: int
-    numel: int
-    max_rel_change: float
-    max_abs: float
-    min_cosine: float
-    rel_change: float = 0.0  # ||b - a|| / ||a|| over the changed tensors taken together
-    cosine: float = 1.0  # cosine similarity of the changed tensors taken together
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "tensors": self.tensors, "changed": self.changed,
-                "numel": self.numel, "max_rel_change": _json_float(self.max_rel_change),
-                "max_abs": _json_float(self.max_abs),
-                "min_cosine": _json_float(self.min_cosine),
-                "rel_change": _json_float(self.rel_change),
-                "cosine": _json_float(self.cosine)}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WeightDiff:
-    """Per-tensor statistics and a per-module summary of two sets of weights.
-
-    ``tensors[i]`` compares ``pairs[i] = (name_in_a, name_in_b)``; its ``name`` is the name in
-    ``b``. ``modules`` is ordered by how much moved (largest relative change first), so the top
-    of the list answers "what did fine-tuning change" and ``unchanged_modules`` "are the frozen
-    layers still frozen". ``missing`` holds requested pairs whose tensor does not exist on one
-    side (``in_a`` / ``in_b`` say which).
-    """
-
-    pairs: tuple[tuple[str, str], ...] = ()
-    tensors: tuple[TensorStats, ...] = ()
-    modules: tuple[ModuleSummary, ...] = ()
-    missing: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def changed(self) -> tuple[TensorStats, ...]:
-        return tuple(s for s in self.tensors if not s.equal)
-
-    @property
-    def unchanged_modules(self) -> tuple[str, ...]:
-        return tuple(m.path for m in self.modules if m.changed == 0)
-
-    def __bool__(self) -> bool:
-        return bool(self.changed or self.missing)
-
-    def summary(self) -> str:
-        n = len(self.tensors)
-        moved = sum(1 for m in self.modules if m.changed)
-        return (f"{n} tensors compared, {n - len(self.changed)} identical, "
-                f"{len(self.changed)} changed; {moved} of {len(self.modules)} modules changed"
-                + (f"; {len(self.missing)} pairs missing" if self.missing else ""))
-
-    def __str__(self) -> str:
-        rows = [("module", "changed", "rel change", "max |b-a|", "cosine")]
-        for m in self.modules:
-            rows.append((m.path or "(root)", f"{m.changed}/{m.tensors}", _fmt(m.rel_change),
-                         _fmt(m.max_abs), _fmt(m.cosine, cos=True)))
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                           for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
-                 for r in rows]
-        lines += [f"missing: {a} -> {b}" for a, b in self.missing]
-        lines.append(self.summary())
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"pairs": [list(p) for p in self.pairs],
-                "tensors": [s.to_dict() for s in self.tensors],
-                "modules": [m.to_dict() for m in self.modules],
-                "missing": [list(p) for p in self.missing]}
-
-    def to_json(self, *, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-
 def compare_weights(a: nn.Module | str | os.PathLike[str], b: nn.Module | str | os.PathLike[str],
                     pairs: Iterable[tuple[str, str]]) -> WeightDiff:
     """Compare the tensors ``pairs`` names, ``(name_in_a, name_in_b)``, between two models.
@@ -825,90 +636,11 @@ def compare_weights(a: nn.Module | str | os.PathLike[str], b: nn.Module | str | 
                 continue
             stats.append(_stats(nb, ra, rb)[0])
             kept.append((na, nb))
-    return WeightDiff(pairs=tuple(kept), tensors=tuple(stats), modules=_by_module(stats),
+    return WeightDiff(pairs=tuple(kept), tensors=tuple(stats), modules=by_module(stats),
                       missing=tuple(missing))
 
 
-def _by_module(stats: Sequence[TensorStats]) -> tuple[ModuleSummary, ...]:
-    groups: dict[str, list[TensorStats]] = {}
-    for s in stats:
-        groups.setdefault(s.name.rpartition(".")[0], []).append(s)
-    out = []
-    for path, items in groups.items():
-        rels = [math.inf if s.rel_change is None else s.rel_change for s in items]
-        abss = [math.inf if s.max_abs is None else s.max_abs for s in items]
-        coss = [-1.0 if s.cosine is None else s.cosine for s in items]
-        out.append(ModuleSummary(
-            path=path, tensors=len(items), changed=sum(1 for s in items if not s.equal),
-            numel=sum(s.numel for s in items), max_rel_change=_nanmax(rels),
-            max_abs=_nanmax(abss), min_cosine=_nanmin(coss), rel_change=_module_rel(items),
-            cosine=_module_cos(items)))
-    # Most moved first; NaN (a value became NaN) sorts to the very top, it is the worst news.
-    # The module-level figure orders them: a zero-initialised bias that moved has an infinite
-    # relative change of its own, which would put every trained layer first alike.
-    out.sort(key=lambda m: (-(math.inf if math.isnan(m.rel_change) else m.rel_change),
-                            -m.changed, m.path))
-    return tuple(out)
-
-
-def _module_rel(items: Sequence[TensorStats]) -> float:
-    """||b - a|| / ||a|| over a module's changed tensors, as one vector."""
-    changed = [s for s in items if not s.equal]
-    if not changed:
-        return 0.0
-    if any(s.norm_a is None or s.norm_diff is None for s in changed):
-        return math.inf  # a shape change, or values that could not be compared
-    da = sum(s.norm_a ** 2 for s in changed if s.norm_a is not None)
-    dd = sum(s.norm_diff ** 2 for s in changed if s.norm_diff is not None)
-    if math.isnan(da) or math.isnan(dd):
-        return math.nan
-    if dd == 0.0:
-        return 0.0
-    return math.inf if da == 0.0 else math.sqrt(dd) / math.sqrt(da)
-
-
-def _module_cos(items: Sequence[TensorStats]) -> float:
-    """Cosine similarity of a module's changed tensors, as one vector."""
-    changed = [s for s in items if not s.equal]
-    if not changed:
-        return 1.0
-    if any(s.norm_a is None or s.norm_b is None or s.cosine is None for s in changed):
-        return math.nan
-    dot = sum((s.cosine or 0.0) * (s.norm_a or 0.0) * (s.norm_b or 0.0) for s in changed)
-    na = math.sqrt(sum((s.norm_a or 0.0) ** 2 for s in changed))
-    nb = math.sqrt(sum((s.norm_b or 0.0) ** 2 for s in changed))
-    if na == 0.0 and nb == 0.0:
-        return 1.0
-    if na == 0.0 or nb == 0.0:
-        return 0.0
-    return max(-1.0, min(1.0, dot / (na * nb)))
-
-
 # -- small helpers ---------------------------------------------------------------------------
-def _nanmax(xs: Sequence[float]) -> float:
-    return math.nan if any(math.isnan(x) for x in xs) else max(xs)
-
-
-def _nanmin(xs: Sequence[float]) -> float:
-    return math.nan if any(math.isnan(x) for x in xs) else min(xs)
-
-
-def _json_float(x: float | None) -> float | str | None:
-    """JSON has no NaN or infinity: those become the strings "nan", "inf", "-inf"."""
-    if x is None or math.isfinite(x):
-        return x
-    return str(x)
-
-
-def _fmt(x: float | None, *, cos: bool = False) -> str:
-    if x is None:
-        return "-"
-    if cos and math.isfinite(x):
-        # Cosines that matter sit near 1: fixed decimals show 0.999998, where %g says 1.
-        return "1" if x == 1.0 else f"{x:.6f}"
-    return f"{x:.3g}"
-
-
 def _short(v: Any, limit: int = 60) -> str:
     text = json.dumps(v) if not isinstance(v, str) else repr(v)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,161 @@
+"""The comparison entry points: :func:`diff`, :func:`weight_diff`, :func:`align` and
+:func:`head_delta` take anything :func:`modeldiff.walk` reads; the input layer turns each
+argument into a graph, the core compares graphs.
+
+``task`` means the same thing in every function: a single value applies to each side that
+is built from a name, a config or a folder (a module or a graph already is what it is), and
+a ``(task_a, task_b)`` pair sets each side's. :func:`head_delta` is the one exception a
+reader would expect: its base side is the base model, so a single value names the head's
+task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from modeldiff._core.align import Alignment, align_graphs, join
+from modeldiff._core.diff import GraphDiff, diff_graphs, ignored_path
+from modeldiff._core.graph import ModelGraph
+from modeldiff._core.head_delta import HeadDelta, head_delta_of
+from modeldiff._core.weights import WeightDiff
+from modeldiff._inputs import Task, as_graph, task_pair, weight_source
+from modeldiff.errors import AlignmentError
+
+__all__ = ["align", "diff", "head_delta", "weight_diff"]
+
+
+def diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto", weights: bool = False,
+         task: Task = None, ignore: Sequence[str] = ()) -> GraphDiff:
+    """The structural difference of ``a`` and ``b`` (anything :func:`modeldiff.walk` reads).
+
+    ``align``: ``"auto"`` finds where one model sits in the other (transformers'
+    ``base_model_prefix``, else by structure); a path such as ``"distilbert"`` or a pair of
+    paths forces it; ``None`` compares path to path. ``weights=True`` also compares values
+    (models must have real weights: modules or checkpoint folders). ``task`` chooses the
+    head when a side is built from a name or config (a ``(task_a, task_b)`` pair sets each
+    side's). ``ignore``: glob patterns over module
+    paths (either side's names) to leave out.
+
+    >>> import modeldiff
+    >>> d = modeldiff.diff(modeldiff.walk("distilbert", task="sequence-classification"),
+    ...                    "distilbert")
+    >>> [c.path for c in d.removed], bool(d)
+    (['pre_classifier', 'classifier', 'dropout'], True)
+    """
+    ta, tb = task_pair(task)
+    ga, gb = as_graph(a, task=ta), as_graph(b, task=tb)
+    alignment = align_graphs(ga, gb, align)
+    result = diff_graphs(ga, gb, alignment, ignore=tuple(ignore))
+    if weights:
+        result = replace(result, weights=_weights(a, b, ga, gb, alignment, ignore=tuple(ignore)))
+    return result
+
+
+def weight_diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto",
+                task: Task = None) -> WeightDiff:
+    """How weight values moved between ``a`` and ``b`` (modules or checkpoint folders):
+    per tensor bit-identity, max abs difference, relative change and cosine similarity, and
+    a per-module summary ordered by how much moved.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> torch.manual_seed(0) and None
+    >>> before = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    >>> after = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    >>> after.load_state_dict(before.state_dict())
+    <All keys matched successfully>
+    >>> with torch.no_grad():
+    ...     _ = after[1].weight.mul_(1.1)
+    >>> wd = weight_diff(before, after)
+    >>> [m.path for m in wd.modules if m.changed], bool(wd)
+    (['1'], True)
+    """
+    ta, tb = task_pair(task)
+    ga, gb = as_graph(a, task=ta), as_graph(b, task=tb)
+    return _weights(a, b, ga, gb, align_graphs(ga, gb, align), ignore=())
+
+
+def align(a: Any, b: Any, *, how: str | tuple[str, str] | None = "auto",
+          task: Task = None) -> Alignment:
+    """Where ``a`` sits in ``b`` or ``b`` in ``a``; see :func:`diff`'s ``align``.
+
+    >>> align("distilbert", "distilbert", how=None)
+    Alignment(before='', after='', how='none')
+    """
+    ta, tb = task_pair(task)
+    return align_graphs(as_graph(a, task=ta), as_graph(b, task=tb), how)
+
+
+def head_delta(base: Any, head: Any, *, task: Task = None) -> HeadDelta:
+    """What ``head`` adds on top of ``base``, answered as transformers' loading report would:
+    ``HeadClass.from_pretrained(base_checkpoint, output_loading_info=True)``.
+
+    >>> import modeldiff
+    >>> d = head_delta("distilbert", modeldiff.walk("distilbert", task="sequence-classification"))
+    >>> d.prefix, d.modules
+    ('distilbert', ('pre_classifier', 'classifier', 'dropout'))
+    >>> d.new_parameters
+    ('pre_classifier.weight', 'pre_classifier.bias', 'classifier.weight', 'classifier.bias')
+    """
+    tb, th = task if isinstance(task, tuple) else (None, task)
+    gb, gh = as_graph(base, task=tb), as_graph(head, task=th)
+    alignment = align_graphs(gb, gh, "auto")
+    if alignment.how == "identity" and gb.root.cls != gh.root.cls:
+        raise AlignmentError(
+            f"{gh.root.cls} does not contain {gb.root.cls}: no base_model_prefix and no "
+            "subtree of the same structure links them, so no head sits on this base. "
+            "Compare them with diff(), or pass a base and a head of one architecture",
+            candidates=())
+    if alignment.before:
+        raise AlignmentError(
+            f"{gh.root.cls} sits inside {gb.root.cls} (at {alignment.before!r}), not the other "
+            "way round: call head_delta(base, head) with the base model first",
+            candidates=(alignment.before,))
+    return head_delta_of(gb, gh, alignment.after)
+
+
+def _weights(a: Any, b: Any, ga: ModelGraph, gb: ModelGraph, al: Alignment, *,
+             ignore: tuple[str, ...]) -> WeightDiff:
+    from modeldiff._walk.tensors import compare_weights
+
+    pairs: list[tuple[str, str]] = []
+    for name, node, t in ga.tensors():
+        if t.tied_to is not None or (t.buffer and not t.persistent) or ignored_path(node.path, ignore):
+            continue
+        mapped = al.to_after(node.path)
+        if mapped is None or mapped not in gb:
+            continue
+        other = {x.name: x for x in gb[mapped].tensors}.get(t.name)
+        if other is None or other.tied_to is not None:
+            continue
+        pairs.append((name, join(gb[mapped].path, t.name)))
+    src_a, src_b = weight_source(a), weight_source(b)
+    key_a, key_b = _key_resolver(src_a, ga), _key_resolver(src_b, gb)
+    return compare_weights(src_a, src_b, [(key_a(x), key_b(y)) for x, y in pairs])
+
+
+def _key_resolver(source: Any, g: ModelGraph) -> Any:
+    """Module-space tensor names -> the keys a checkpoint folder really holds: a base model's
+    checkpoint lacks the head's ``base_model_prefix``, a head's checkpoint read as its base
+    has it."""
+    import os
+
+    if not isinstance(source, (str, os.PathLike)):
+        return lambda name: name
+    from modeldiff._walk.checkpoint import read_tensor_index
+
+    keys = read_tensor_index(source)
+    prefix = g.hf.base_model_prefix if g.hf else ""
+
+    def resolve(name: str) -> str:
+        if name in keys or not prefix:
+            return name
+        if name.startswith(prefix + ".") and name[len(prefix) + 1:] in keys:
+            return name[len(prefix) + 1:]
+        if f"{prefix}.{name}" in keys:
+            return f"{prefix}.{name}"
+        return name
+
+    return resolve

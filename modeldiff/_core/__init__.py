@@ -1,0 +1,1 @@
+"""Torch-free values and rules: graphs, the comparison kernel, the result protocol."""

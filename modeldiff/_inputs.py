@@ -1,0 +1,300 @@
+"""The input layer: everything a user passes (module, config, model_type, folder, file,
+printed text, hub id, graph) becomes a graph or a loaded model here, and only here.
+
+Third-party failures (transformers, huggingface_hub, safetensors, the OS) are mapped to
+:mod:`modeldiff.errors` at this edge; the CLI, the pipeline and roundtrip call this layer
+instead of loading things themselves. ``trust_remote_code=False`` is passed explicitly on
+every path that reaches transformers.
+
+``task`` means one thing everywhere: a single value applies to each side built from a
+name, a config or a folder (a module or a graph already is what it is); a pair sets each
+side of a comparison.
+
+>>> task_pair("masked-lm"), task_pair(("base", "masked-lm"))
+(('masked-lm', 'masked-lm'), ('base', 'masked-lm'))
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modeldiff._core.graph import ModelGraph
+from modeldiff.errors import (
+    ConfigError,
+    HubUnavailableError,
+    InputTypeError,
+    InvalidArgumentError,
+    NotMaterializedError,
+    UnknownModelTypeError,
+    UnsupportedTaskError,
+)
+from modeldiff.kinds import suggest
+
+__all__ = ["TASKS", "Task", "as_graph", "build_model", "task_pair", "walk", "weight_source"]
+
+Task = str | None | tuple[str | None, str | None]
+
+
+def task_pair(task: Task) -> tuple[str | None, str | None]:
+    """``task=`` for both sides of a comparison: one value for each side, or a pair."""
+    if isinstance(task, tuple):
+        if len(task) != 2:
+            raise InvalidArgumentError("task", task, "a task name, None, or a (task_a, task_b) pair")
+        return task[0], task[1]
+    if task is not None and not isinstance(task, str):
+        raise InputTypeError("task", task, "a task name, None, or a (task_a, task_b) pair")
+    return task, task
+
+
+def as_graph(obj: Any, *, task: str | None = None) -> ModelGraph:
+    """``obj`` as a graph: a ModelGraph as it is, anything else through :func:`walk`."""
+    if isinstance(obj, ModelGraph):
+        return obj
+    return walk(obj, task=task)
+
+
+# task= -> the transformers auto class that builds it.
+TASKS: Mapping[str, str] = {
+    "base": "AutoModel",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "masked-lm": "AutoModelForMaskedLM",
+    "causal-lm": "AutoModelForCausalLM",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "seq2seq-lm": "AutoModelForSeq2SeqLM",
+    "multiple-choice": "AutoModelForMultipleChoice",
+    "pretraining": "AutoModelForPreTraining",
+}
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def walk(obj: Any, *, task: str | None = None) -> ModelGraph:
+    """Walk ``obj`` into a typed graph.
+
+    ``obj`` may be an ``nn.Module`` (a ``PreTrainedModel`` also records its HF facts), a
+    ``ModelGraph`` (returned as is), a transformers config object, a ``model_type`` string
+    such as ``"distilbert"`` (its default config), a local checkpoint folder, or a hub id.
+    When walk builds the model itself it does so on the meta device (no weight memory),
+    with the auto class that ``task`` names (see :data:`TASKS`; default: the base model,
+    or for a folder the class in its ``config.json`` ``architectures``). For a folder, dtypes
+    and shapes come from the safetensors headers; no tensor is loaded.
+
+    >>> g = walk("distilbert", task="sequence-classification")
+    >>> g["classifier"].signature()
+    'Linear(in_features=768, out_features=2, bias=True)'
+    >>> g.totals.params
+    66955010
+    """
+    if isinstance(obj, ModelGraph):
+        return obj
+    if _is_module(obj):
+        from modeldiff._walk.walker import walk_module
+
+        return walk_module(obj)
+    if _is_config(obj):
+        return _walk_config(obj, task=task, source=f"{type(obj).__name__} (built on meta)")
+    if isinstance(obj, (str, os.PathLike)):
+        return _walk_name(obj, task=task)
+    raise InputTypeError("walk(obj)", obj, "an nn.Module, a transformers config, a model_type "
+                         "string, a checkpoint folder, a hub id or a ModelGraph")
+
+
+# -- names: folders, model types, hub ids ----------------------------------------------------
+def _walk_name(obj: str | os.PathLike[str], *, task: str | None) -> ModelGraph:
+    text = os.fspath(obj)
+    if isinstance(obj, str) and ("\n" in text or len(text) > 4096 or text.endswith(")")):
+        from modeldiff._core.printed import looks_like_repr, parse_repr
+
+        if looks_like_repr(text):  # the text print(model) writes, pasted in
+            return parse_repr(text)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _walk_folder(path, task=task)
+    if path.is_file():
+        if path.name == "config.json":
+            return _walk_folder(path.parent, task=task)
+        if path.suffix == ".txt":
+            from modeldiff._core.printed import parse_repr
+
+            try:
+                printed = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                from modeldiff.errors import CheckpointError
+
+                raise CheckpointError(f"cannot read printed model {path}: {e}", path=path) from e
+            graph = parse_repr(printed)
+            from dataclasses import replace
+
+            return replace(graph, source=f"printed model {path}")
+        from modeldiff.errors import CheckpointError
+
+        raise CheckpointError(f"{path} is a file; walk reads a checkpoint folder (the folder "
+                              "save_pretrained wrote, with config.json), its config.json, or a "
+                              ".txt file of print(model) output", path=path)
+    known = model_types()
+    if text in known:
+        from transformers import AutoConfig
+
+        return _walk_config(AutoConfig.for_model(text), task=task,
+                            source=f"{text} default config (built on meta)")
+    if isinstance(obj, os.PathLike) or text.startswith((".", "/", "~")) or (os.sep in text and \
+            text.count("/") > 1):
+        from modeldiff.errors import CheckpointError
+
+        raise CheckpointError(f"no such folder: {path}", path=path)
+    close = suggest(text, known)
+    if "/" not in text and close and _close_enough(text, close[0]):
+        raise UnknownModelTypeError(text, suggestions=close)
+    if not _HUB_ID.match(text):
+        raise UnknownModelTypeError(text, suggestions=close)
+    return _walk_hub(text, task=task)
+
+
+def _close_enough(a: str, b: str) -> bool:
+    import difflib
+
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.75
+
+
+def model_types() -> tuple[str, ...]:
+    from transformers import CONFIG_MAPPING
+
+    return tuple(CONFIG_MAPPING.keys())
+
+
+def _walk_hub(model_id: str, *, task: str | None) -> ModelGraph:
+    from transformers import AutoConfig
+
+    try:
+        # trust_remote_code is never turned on for the user: a repo that needs it fails here.
+        config = AutoConfig.from_pretrained(model_id)
+    except OSError as e:
+        raise HubUnavailableError(model_id, str(e).splitlines()[0]) from e
+    except ValueError as e:
+        raise ConfigError(f"config of {model_id!r} cannot be used: {e}") from e
+    return _walk_config(config, task=task, source=f"{model_id} (hub config, built on meta)")
+
+
+def _walk_folder(folder: Path, *, task: str | None) -> ModelGraph:
+    from modeldiff._walk.checkpoint import read_config_json
+
+    raw = read_config_json(folder)  # validates existence and JSON before transformers sees it
+    model_type = raw.get("model_type")
+    cfg_path = folder / "config.json"
+    if not isinstance(model_type, str):
+        raise ConfigError(f"{cfg_path} has no \"model_type\" field; transformers needs it to "
+                          "choose the model class", path=cfg_path)
+    known = model_types()
+    if model_type not in known:
+        raise UnknownModelTypeError(model_type, suggestions=suggest(model_type, known),
+                                    path=cfg_path)
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.for_model(model_type, **{k: v for k, v in raw.items()
+                                                       if k != "model_type"})
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"{cfg_path} cannot be read by transformers: {e}", path=cfg_path) from e
+    arch = None
+    if task is None:
+        archs = raw.get("architectures") or ()
+        arch = archs[0] if archs and isinstance(archs[0], str) else None
+    model = build_model(config, task=task, architecture=arch)
+    from modeldiff._walk.checkpoint import read_tensor_index
+    from modeldiff._walk.walker import walk_module
+
+    overlay = read_tensor_index(folder)
+    return walk_module(model, source=f"{folder} (built on meta)", overlay=overlay)
+
+
+# -- configs ---------------------------------------------------------------------------------
+def _is_config(obj: object) -> bool:
+    tf = sys.modules.get("transformers")
+    if tf is None:
+        return False
+    return isinstance(obj, tf.PretrainedConfig)
+
+
+def _walk_config(config: Any, *, task: str | None, source: str) -> ModelGraph:
+    from modeldiff._walk.walker import walk_module
+
+    return walk_module(build_model(config, task=task), source=source)
+
+
+def build_model(config: Any, *, task: str | None = None, architecture: str | None = None,
+                device: str = "meta") -> Any:
+    """Build a transformers model from ``config`` on ``device`` (meta: no weight memory).
+
+    The config is copied first: transformers writes into the config it builds from.
+    ``architecture`` (a class name such as ``"BertForMaskedLM"``) wins over ``task``.
+
+    >>> from transformers import DistilBertConfig
+    >>> build_model(DistilBertConfig(), task="masked-lm").__class__.__name__
+    'DistilBertForMaskedLM'
+    """
+    import torch
+    import transformers
+
+    config = copy.deepcopy(config)
+    cls: Any = None
+    if architecture is not None:
+        cls = getattr(transformers, architecture, None)
+    if cls is None:
+        name = task or "base"
+        if name not in TASKS:
+            raise UnsupportedTaskError(
+                f"unknown task {name!r}; choose one of {', '.join(TASKS)}",
+                task=name, choices=tuple(TASKS))
+        cls = getattr(transformers, TASKS[name])
+    try:
+        with torch.device(device):
+            if hasattr(cls, "from_config"):
+                return cls.from_config(config)
+            return cls(config)
+    except ValueError as e:
+        if "Unrecognized configuration class" in str(e):
+            offered = _tasks_for(config)
+            raise UnsupportedTaskError(
+                f"{type(config).__name__} ({config.model_type}) has no {task or 'base'} model "
+                f"in transformers; it offers: {', '.join(offered) or 'none of the mapped tasks'}",
+                task=task or "base", choices=offered) from e
+        raise ConfigError(f"cannot build a {config.model_type} model from this config: {e}") from e
+
+
+def _tasks_for(config: Any) -> tuple[str, ...]:
+    import transformers
+
+    out = []
+    for task, auto in TASKS.items():
+        mapping = getattr(transformers, auto)._model_mapping
+        if type(config) in mapping:
+            out.append(task)
+    return tuple(out)
+
+def _is_module(obj: object) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def weight_source(obj: Any) -> Any:
+    if isinstance(obj, ModelGraph):
+        raise NotMaterializedError(
+            "weights=True needs values, and a ModelGraph holds none: pass the model itself "
+            "(an nn.Module with real weights) or a checkpoint folder")
+    if isinstance(obj, (str, os.PathLike)) and os.path.isdir(obj):
+        return obj
+    if isinstance(obj, (str, os.PathLike)) or type(obj).__name__.endswith("Config"):
+        raise NotMaterializedError(
+            f"weights=True needs real weights, but {obj!r} is only a name or config: walk "
+            "builds such models on the meta device, where no values exist. Pass an nn.Module "
+            "or a checkpoint folder")
+    return obj
+

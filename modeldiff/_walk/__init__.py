@@ -1,0 +1,1 @@
+"""The torch side: walking live modules, reading checkpoints, comparing tensors."""
