@@ -358,18 +358,18 @@ def _config_changes(a: ModelGraph, b: ModelGraph) -> tuple[tuple[ValueChange, ..
 
 def fold(changes: list[ModuleChange], g: ModelGraph, *, partner: ModelGraph,
           to_partner: Any) -> list[ModuleChange]:
-    """Fold a change that every member of a repeat group shows identically into one entry.
+    """Fold a change that a run of consecutive repeat-group members shows identically into
+    one entry (``layers.32-79 (x48)``).
 
-    A changed module folds only when its group is a group on both sides (the same members,
-    mapped through the alignment), so that diff(b, a) folds exactly what diff(a, b) does.
+    Runs, not whole groups: a 12- and a 6-layer model share layers 0-5, so the changes
+    there fold as ``layer.0-5`` and the extra layers as ``layer.6-11``. A changed run folds
+    only when it maps onto a run of one repeat group on the other side too, so that
+    ``diff(b, a)`` folds exactly what ``diff(a, b)`` does.
     """
     if not g.repeats or not changes:
         return changes
-    partner_groups = {r.paths for r in partner.repeats}
-    member_of: dict[str, tuple[int, int]] = {}
-    for gi, grp in enumerate(g.repeats):
-        for mi, p in enumerate(grp.paths):
-            member_of.setdefault(p, (gi, mi))
+    member_of = _members(g)
+    partner_of = _members(partner)
     buckets: dict[tuple[Any, ...], list[tuple[int, ModuleChange]]] = {}
     loose: list[ModuleChange] = []
     for c in changes:
@@ -389,21 +389,45 @@ def fold(changes: list[ModuleChange], g: ModelGraph, *, partner: ModelGraph,
     out = list(loose)
     for (gi, _rest, change, _sig), items in buckets.items():
         group = g.repeats[gi]
-        foldable = len(items) == group.count and len(items) > 1
-        if foldable and change is Change.CHANGED:
-            foldable = tuple(to_partner(p) for p in group.paths) in partner_groups
-        if foldable:
-            items.sort(key=lambda x: x[0])
-            first = items[0][1]
-            out.append(ModuleChange(path=first.path, change=first.change, before=first.before,
-                                    after=first.after, attrs=first.attrs, tensors=first.tensors,
-                                    members=tuple(c.path for _, c in items),
-                                    subtree=first.subtree))
-        else:
-            out.extend(c for _, c in items)
+        items.sort(key=lambda x: x[0])
+        for run in _runs(items):
+            foldable = len(run) > 1
+            if foldable and change is Change.CHANGED:
+                mapped = [partner_of.get(to_partner(group.paths[mi]) or "") for mi, _ in run]
+                foldable = all(m is not None and m[0] == mapped[0][0] for m in mapped) and \
+                    [m[1] for m in mapped] == list(range(mapped[0][1], mapped[0][1] + len(run)))
+            if foldable:
+                first = run[0][1]
+                out.append(ModuleChange(path=first.path, change=first.change,
+                                        before=first.before, after=first.after,
+                                        attrs=first.attrs, tensors=first.tensors,
+                                        members=tuple(c.path for _, c in run),
+                                        subtree=first.subtree))
+            else:
+                out.extend(c for _, c in run)
     order = {n.path: i for i, n in enumerate(g.nodes)}
     out.sort(key=lambda c: order.get(c.path, 0))
     return out
+
+
+def _members(g: ModelGraph) -> dict[str, tuple[int, int]]:
+    """Repeat-group member path -> (group index, index in the group)."""
+    out: dict[str, tuple[int, int]] = {}
+    for gi, grp in enumerate(g.repeats):
+        for mi, p in enumerate(grp.paths):
+            out.setdefault(p, (gi, mi))
+    return out
+
+
+def _runs(items: list[tuple[int, ModuleChange]]) -> list[list[tuple[int, ModuleChange]]]:
+    """Split (member index, change) pairs, sorted by index, into consecutive runs."""
+    runs: list[list[tuple[int, ModuleChange]]] = []
+    for item in items:
+        if runs and item[0] == runs[-1][-1][0] + 1:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
 
 
 def change_sig(c: ModuleChange) -> tuple[Any, ...]:

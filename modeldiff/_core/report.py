@@ -234,11 +234,22 @@ def decode(tp: Any, data: Any, where: str) -> Any:
         raise SchemaError(f"{where}: {type(e).__name__}: {e}") from e
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    module = sys.modules.get(cls.__module__)
-    ns = dict(vars(module)) if module else {}
-    ns.update(_TYPES)
-    return typing.get_type_hints(cls, globalns=ns)
+    """The dataclass fields' annotations, evaluated (they are strings under
+    ``from __future__ import annotations``) in the defining module plus the registry."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        module = sys.modules.get(cls.__module__)
+        ns: dict[str, Any] = dict(vars(typing))
+        ns.update(_TYPES)  # names the module only imports for type checking
+        ns.update(vars(module) if module else {})  # the module's own names win
+        hints = {f.name: eval(f.type, ns) if isinstance(f.type, str) else f.type  # noqa: S307
+                 for f in dataclasses.fields(cls)}
+        _HINTS[cls] = hints
+    return hints
 
 
 def _decode(tp: Any, data: Any, where: str) -> Any:

@@ -128,6 +128,7 @@ class _Walker:
         sig_table: dict[tuple[Any, ...], int] = {}
         linear_cache: dict[tuple[int, int, bool], Any] = {}
         resolved: dict[str, Tensor] = {}
+        overlaid: dict[tuple[Any, ...], Tensor] = {}
         prefix = getattr(model, "base_model_prefix", "") or ""
         if len(_totals_cache) > 100_000 or len(_attrs_cache) > 100_000:  # bound memory
             _totals_cache.clear()
@@ -155,9 +156,15 @@ class _Walker:
                 src = resolved[t.tied_to]
                 hit = (src.dtype, src.shape)
             if hit is not None and (hit[0] != t.dtype or hit[1] != t.shape):
-                t = Tensor(name=t.name, shape=hit[1], dtype=hit[0], device=t.device,
-                           requires_grad=t.requires_grad, buffer=t.buffer,
-                           persistent=t.persistent, tied_to=t.tied_to)
+                # Interned like every other Tensor: the repeat-group signature compares
+                # tensors by identity, so equal overlaid tensors must be the same object
+                # (a bf16 folder folds exactly like the fp32 one).
+                okey = (t.name, hit[1], hit[0], t.device, t.requires_grad, t.buffer,
+                        t.persistent, t.tied_to)
+                t = overlaid.get(okey) or overlaid.setdefault(okey, Tensor(
+                    name=t.name, shape=hit[1], dtype=hit[0], device=t.device,
+                    requires_grad=t.requires_grad, buffer=t.buffer, persistent=t.persistent,
+                    tied_to=t.tied_to))
             resolved[full] = t
             return t
 
