@@ -89,13 +89,15 @@ def run_demo(out: str | Path = "modeldiff-demo", *, stream: TextIO | None = None
     say()
 
     say("[5/5] save_pretrained -> from_pretrained")
-    report = modeldiff.roundtrip(head, workdir=out / "checkpoint")
+    # The tokenizer is saved with the checkpoint: `modeldiff classify --model <out>/checkpoint`
+    # then reproduces these scores without being told which tokenizer to use.
+    report = modeldiff.roundtrip(head, tokenizer=tokenizer, workdir=out / "checkpoint")
     for f in report.model_files:
         say(f"    wrote {f.name:<20} {f.size:>12,} bytes  sha256 {f.sha256[:12]}")
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # keep the demo's output to its own lines
     try:
-        reloaded = modeldiff.classify(list(SENTENCES), str(out / "checkpoint"), tokenizer)
+        reloaded = modeldiff.classify(list(SENTENCES), str(out / "checkpoint"))
     finally:
         if bars:
             hf_logging.enable_progress_bar()

@@ -36,7 +36,8 @@ from modeldiff.errors import (
 )
 from modeldiff.kinds import suggest
 
-__all__ = ["TASKS", "Task", "as_graph", "build_model", "task_pair", "walk", "weight_source"]
+__all__ = ["TASKS", "Task", "as_graph", "build_model", "load_model", "load_tokenizer",
+           "output_file", "output_folder", "task_pair", "walk", "weight_source"]
 
 Task = str | None | tuple[str | None, str | None]
 
@@ -173,9 +174,10 @@ def model_types() -> tuple[str, ...]:
 def _walk_hub(model_id: str, *, task: str | None) -> ModelGraph:
     from transformers import AutoConfig
 
+    _hub_reachable(model_id)
     try:
         # trust_remote_code is never turned on for the user: a repo that needs it fails here.
-        config = AutoConfig.from_pretrained(model_id)
+        config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
     except OSError as e:
         raise HubUnavailableError(model_id, str(e).splitlines()[0]) from e
     except ValueError as e:
@@ -298,3 +300,165 @@ def weight_source(obj: Any) -> Any:
             "or a checkpoint folder")
     return obj
 
+
+
+# -- loaded models (the CLI, the pipeline and roundtrip load through here) --------------------
+def load_model(source: str | os.PathLike[str], *, task: str | None = None,
+               auto_class: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """A model with real weights from a checkpoint folder or a hub id, and transformers'
+    loading info (``missing_keys`` ...).
+
+    The class is ``auto_class`` (an auto class name such as
+    ``"AutoModelForSequenceClassification"``), else the one ``task`` names, else the one
+    the folder's ``config.json`` names in ``architectures`` (only classes transformers
+    defines), else the base model. The folder's config and weight headers are validated
+    before transformers sees them; every failure is a modeldiff error naming the folder.
+    """
+    import transformers
+
+    from modeldiff._walk.checkpoint import read_config_json, read_tensor_index
+    from modeldiff.errors import CheckpointError
+
+    text = os.fspath(source)
+    folder = Path(text).expanduser()
+    if folder.is_dir():
+        raw = read_config_json(folder)
+        read_tensor_index(folder)  # corrupt or truncated weights: CheckpointError, here
+        where = str(folder)
+    elif _looks_like_path(text) or folder.exists():
+        raise CheckpointError(f"no such folder: {folder}; pass a checkpoint folder (the one "
+                              "save_pretrained wrote) or a hub id", path=folder)
+    else:
+        raw = {}
+        where = text
+        _hub_reachable(text)
+    cls: Any = None
+    if auto_class is not None:
+        cls = getattr(transformers, auto_class)
+    elif task is not None:
+        if task not in TASKS:
+            raise UnsupportedTaskError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}",
+                                       task=task, choices=tuple(TASKS))
+        cls = getattr(transformers, TASKS[task])
+    else:
+        archs = raw.get("architectures") or ()
+        name = archs[0] if archs and isinstance(archs[0], str) else None
+        candidate = getattr(transformers, name, None) if name else None
+        is_model = isinstance(candidate, type) and issubclass(candidate, transformers.PreTrainedModel)
+        cls = candidate if is_model else transformers.AutoModel
+    try:
+        model, info = cls.from_pretrained(where, output_loading_info=True,
+                                          trust_remote_code=False)
+    except (OSError, ImportError) as e:
+        if folder.is_dir():
+            raise CheckpointError(f"cannot load a model from {folder}: "
+                                  f"{str(e).splitlines()[0]}", path=folder) from e
+        raise HubUnavailableError(text, str(e).splitlines()[0]) from e
+    except ValueError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "Unrecognized configuration class" in str(e):
+            raise UnsupportedTaskError(f"{where} holds a model type with no {task or auto_class} "
+                                       f"head in transformers: {first}",
+                                       task=task or str(auto_class)) from e
+        raise ConfigError(f"cannot load a model from {where}: {first}", path=where) from e
+    except Exception as e:  # safetensors' own errors, and whatever transformers raises
+        raise CheckpointError(f"cannot load a model from {where}: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}", path=where) from e
+    return model, dict(info)
+
+
+def load_tokenizer(source: str | os.PathLike[str]) -> Any:
+    """The tokenizer saved in a checkpoint folder (or a hub id). A folder without tokenizer
+    files is a :class:`~modeldiff.errors.CheckpointError` that says to pass ``tokenizer=``:
+    modeldiff never makes one up."""
+    from modeldiff.errors import CheckpointError
+
+    text = os.fspath(source)
+    folder = Path(text).expanduser()
+    if folder.is_dir():
+        names = {p.name for p in folder.iterdir()}
+        if not names & {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                        "spiece.model", "tokenizer.model", "sentencepiece.bpe.model"}:
+            raise CheckpointError(
+                f"no tokenizer files in {folder} (it was saved without its tokenizer); pass "
+                "tokenizer= (a tokenizer object or a folder holding one), or save the "
+                "tokenizer next to the model with tokenizer.save_pretrained(folder)",
+                path=folder)
+    else:
+        _hub_reachable(text)
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(text, trust_remote_code=False)
+    except (OSError, ValueError, ImportError, KeyError, TypeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if folder.is_dir():
+            raise CheckpointError(f"cannot load the tokenizer in {folder}: {first}; pass "
+                                  "tokenizer= explicitly", path=folder) from e
+        raise HubUnavailableError(text, first) from e
+
+
+def _looks_like_path(text: str) -> bool:
+    return (text.startswith((".", "/", "~")) or text.count("/") > 1
+            or (os.sep != "/" and os.sep in text))
+
+
+def _hub_reachable(model_id: str) -> None:
+    """Fail at once, rather than after the hub client's retries, when a hub id cannot be
+    fetched: offline mode is set, or the hub's host does not even resolve (no network), and
+    the id is not in the local cache."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # an id the cache cannot even name: let the real call say why
+        cached = None
+    if isinstance(cached, str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise HubUnavailableError(model_id, "HF_HUB_OFFLINE is set and it is not in the cache")
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as e:
+        raise HubUnavailableError(model_id, f"no network: {host} does not resolve ({e})") from e
+
+
+# -- outputs ---------------------------------------------------------------------------------
+def output_file(path: str | os.PathLike[str], *, argument: str = "output") -> Path:
+    """Check a file path modeldiff is about to write: its folder exists and is writable, and
+    the path is not a folder. Returns it as a Path."""
+    from modeldiff.errors import OutputError
+
+    target = Path(path).expanduser()
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise OutputError(f"{argument} {target} is a folder; name a file to write", path=target)
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {target}: folder {parent} does not exist; create it "
+                          "first", path=target)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {target}: folder {parent} is not writable",
+                          path=target)
+    return target
+
+
+def output_folder(path: str | os.PathLike[str], *, argument: str = "output") -> Path:
+    """Check a folder modeldiff is about to create or fill: not an existing file, and its
+    parent exists and is writable."""
+    from modeldiff.errors import OutputError
+
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{argument} {target} is a file, not a folder; name a folder",
+                          path=target)
+    parent = target if target.is_dir() else target.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot create {target}: folder {parent} does not exist; create it "
+                          "first", path=target)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into {parent}: it is not writable", path=target)
+    return target

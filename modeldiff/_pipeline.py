@@ -34,13 +34,11 @@ import torch
 from torch import nn
 
 from modeldiff._core.report import Report, register
+from modeldiff._inputs import load_model, load_tokenizer
 from modeldiff.errors import (
-    CheckpointError,
-    HubUnavailableError,
     InputTypeError,
     InvalidArgumentError,
     NotMaterializedError,
-    UnsupportedTaskError,
 )
 
 __all__ = [
@@ -461,48 +459,14 @@ def _resolve(model: Any, tokenizer: Any) -> tuple[nn.Module, Any, bool]:
     return model, tokenizer, untrained
 
 
-def _looks_like_path(text: str) -> bool:
-    return (text.startswith((".", "/", "~")) or text.count("/") > 1
-            or (os.sep != "/" and os.sep in text))
-
-
 def _load_model(source: str) -> tuple[nn.Module, bool]:
-    from transformers import AutoModelForSequenceClassification
-
-    folder = Path(source).expanduser()
-    if not folder.is_dir() and _looks_like_path(source):
-        raise CheckpointError(f"no such folder: {folder}; pass a checkpoint folder (the one "
-                              "save_pretrained wrote) or a hub id", path=folder)
-    where = str(folder) if folder.is_dir() else source
-    try:
-        # trust_remote_code stays off: a repository that needs it fails here.
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            where, output_loading_info=True)
-    except OSError as e:
-        if folder.is_dir():
-            raise CheckpointError(f"cannot load a model from {folder}: "
-                                  f"{str(e).splitlines()[0]}", path=folder) from e
-        raise HubUnavailableError(source, str(e).splitlines()[0], instead=_LOCAL_INSTEAD) from e
-    except ValueError as e:
-        if "Unrecognized configuration class" in str(e):
-            raise UnsupportedTaskError(
-                f"{where} holds a model type with no sequence-classification head in "
-                f"transformers: {str(e).splitlines()[0]}", task="sequence-classification") from e
-        raise
+    model, info = load_model(source, auto_class="AutoModelForSequenceClassification")
     # Missing weights were freshly initialised (typically the classifier of a base checkpoint).
     return model, bool(info.get("missing_keys"))
 
 
 def _load_tokenizer(source: str) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(source)
-    except OSError as e:
-        if Path(source).expanduser().is_dir():
-            raise CheckpointError(f"no tokenizer in {source}: {str(e).splitlines()[0]}; pass "
-                                  "tokenizer= explicitly", path=source) from e
-        raise HubUnavailableError(source, str(e).splitlines()[0], instead=_LOCAL_INSTEAD) from e
+    return load_tokenizer(source)
 
 
 # -- the steps -------------------------------------------------------------------------------

@@ -727,8 +727,15 @@ def _pipe(dot: graphviz.Digraph, fmt: str) -> bytes:
 
 
 def _write_atomic(target: Path, data: bytes) -> None:
+    from modeldiff._inputs import output_file
+    from modeldiff.errors import OutputError
+
+    output_file(target)
     parent = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: {e.strerror or e}", path=target) from e
     try:
         # mkstemp makes the file private (0600); give it the mode open() would have
         umask = os.umask(0)
@@ -737,6 +744,9 @@ def _write_atomic(target: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {target}: {e.strerror or e}", path=target) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

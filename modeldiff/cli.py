@@ -209,21 +209,14 @@ def _cmd_roundtrip(args: argparse.Namespace) -> int:
     folder = Path(args.model).expanduser()
     tokenizer = None
     if folder.is_dir():
-        import transformers
+        from modeldiff._inputs import load_model, load_tokenizer
+        from modeldiff.errors import CheckpointError
 
-        from modeldiff._walk.checkpoint import read_config_json
-
-        archs = read_config_json(folder).get("architectures") or ()
-        cls = getattr(transformers, archs[0], None) if archs else None
-        if args.task is not None or cls is None:
-            from modeldiff._inputs import TASKS
-
-            cls = getattr(transformers, TASKS[args.task or "base"])
-        model = cls.from_pretrained(folder)
+        model, _ = load_model(folder, task=args.task)
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-        except (OSError, ValueError, TypeError, KeyError):
-            tokenizer = None  # a folder without tokenizer files: seeded token ids instead
+            tokenizer = load_tokenizer(folder)
+        except CheckpointError:
+            tokenizer = None  # saved without a tokenizer: seeded token ids, said in the report
     else:
         from transformers import AutoConfig
 
@@ -275,8 +268,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from modeldiff._demo import run_demo
+    from modeldiff._inputs import output_folder
 
-    return 0 if run_demo(args.out).identical else 1
+    return 0 if run_demo(output_folder(args.out, argument="--out")).identical else 1
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [

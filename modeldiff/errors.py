@@ -28,6 +28,7 @@ __all__ = [
     "InvalidArgumentError",
     "ModelDiffError",
     "NotMaterializedError",
+    "OutputError",
     "ReprParseError",
     "RoundTripError",
     "SchemaError",
@@ -189,3 +190,15 @@ class InvalidArgumentError(ModelDiffError, ValueError):
         self.value = value
         self.expected = expected
         super().__init__(f"{argument} must be {expected}; got {value!r}")
+
+
+class OutputError(ModelDiffError, OSError):
+    """An output path cannot be written: its folder is missing or read-only, or it names a
+    folder where a file is expected (or a file where a folder is). ``path`` names it."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

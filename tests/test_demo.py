@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,9 +45,25 @@ def test_demo_writes_its_artifacts(demo):
     for name in ("distilbert.svg", "distilbert-sequence-classification.svg",
                  "distilbert-head-delta.svg"):
         assert (out / name).read_text().lstrip().startswith(("<?xml", "<svg")), name
-    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == \
-        ["config.json", "model.safetensors"]
+    files = {p.name for p in (out / "checkpoint").iterdir()}
+    assert {"config.json", "model.safetensors"} <= files
+    assert {"tokenizer.json", "tokenizer_config.json"} <= files  # saved with its tokenizer
     assert 'class="node module linear added"' in (out / "distilbert-head-delta.svg").read_text()
+
+
+def test_classify_on_the_demo_checkpoint_reproduces_the_demo_scores(demo):
+    from modeldiff._demo import SENTENCES
+
+    proc, out = demo
+    shown = [line.split() for line in proc.stdout.splitlines() if line.startswith("    = ")]
+    assert len(shown) == len(SENTENCES)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cli = subprocess.run([sys.executable, "-m", "modeldiff", "classify", "--json", "--model",
+                          str(out / "checkpoint"), *SENTENCES], capture_output=True, text=True,
+                         env=env, timeout=300, check=False)
+    assert cli.returncode == 0, cli.stderr
+    got = [(p["label"], f"{p['score']:.6f}") for p in json.loads(cli.stdout)]
+    assert got == [(row[1], row[2]) for row in shown]
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "examples").glob("*.py")))

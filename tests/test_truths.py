@@ -60,3 +60,22 @@ def test_llama_8b_against_70b_fits_on_one_screen():
 def test_head_delta_of_unrelated_models_refuses():
     with pytest.raises(AlignmentError, match="does not contain BertModel"):
         modeldiff.head_delta(_bert(2), GPT2Config(n_layer=2, n_embd=32, n_head=2))
+
+
+def test_a_folder_saved_without_tokenizer_never_gets_a_made_up_one(tmp_path, capsys):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from modeldiff.cli import main
+    from modeldiff.errors import CheckpointError
+
+    torch.manual_seed(0)
+    DistilBertForSequenceClassification(DistilBertConfig(
+        dim=32, hidden_dim=37, n_layers=2, n_heads=2, vocab_size=120)).save_pretrained(tmp_path)
+    for call in (modeldiff.classify, modeldiff.pipeline_steps):
+        with pytest.raises(CheckpointError, match="no tokenizer files in .*pass tokenizer="):
+            call(["a text"], str(tmp_path))
+    assert main(["roundtrip", str(tmp_path), "--json"]) == 0
+    report = modeldiff.RoundTripReport.from_json(capsys.readouterr().out)
+    assert report.ok
+    assert "tokenizer" not in {f.source for f in report.files}
+    assert "seeded" in report.inputs  # the report says the inputs were made up, not text

@@ -246,7 +246,7 @@ def _hints(cls: type) -> dict[str, Any]:
         ns: dict[str, Any] = dict(vars(typing))
         ns.update(_TYPES)  # names the module only imports for type checking
         ns.update(vars(module) if module else {})  # the module's own names win
-        hints = {f.name: eval(f.type, ns) if isinstance(f.type, str) else f.type  # noqa: S307
+        hints = {f.name: eval(f.type, ns) if isinstance(f.type, str) else f.type
                  for f in dataclasses.fields(cls)}
         _HINTS[cls] = hints
     return hints
