@@ -91,19 +91,24 @@ def test_every_result_follows_the_protocol(results: dict[str, tuple[Report, Repo
         text = r.to_json()
         data = _strict(text)
         assert isinstance(data, dict)
-        assert data["schema"] == cls.SCHEMA and data["schema"].startswith("modeldiff.")
+        assert data["schema"] == cls.SCHEMA
+        assert data["schema"].startswith("modeldiff.")
         assert data["version"] == cls.VERSION
         assert data["findings"] == r.findings
         assert cls.from_json(text).to_json() == text
         # one-line repr, readable str, Jupyter gets a table or a diagram
         line = repr(r)
-        assert "\n" not in line and len(line) <= 200 and line.startswith(f"<{name} ")
+        assert "\n" not in line
+        assert len(line) <= 200
+        assert line.startswith(f"<{name} ")
         assert str(r).strip()
         bundle = r._repr_mimebundle_()
         assert "text/plain" in bundle
         rich = bundle.get("image/svg+xml") or bundle.get("text/html")
-        assert rich and f"{name}(" not in rich  # a table or a diagram, never a dataclass dump
-    assert bool(found) and not bool(clean)
+        assert rich
+        assert f"{name}(" not in rich  # a table or a diagram, never a dataclass dump
+    assert bool(found)
+    assert not bool(clean)
 
 
 def test_non_finite_numbers_are_written_explicitly(results: dict[str, tuple[Report, Report]]
@@ -129,6 +134,8 @@ def test_from_json_refuses_another_schema(results: dict[str, tuple[Report, Repor
 def test_roundtrip_report_truthiness_is_the_protocols(results: dict[str, tuple[Report, Report]]
                                                       ) -> None:
     bad, good = results["RoundTripReport"]
-    assert good.ok and not good  # a clean round-trip found nothing
-    assert not bad.ok and bad
+    assert good.ok
+    assert not good  # a clean round-trip found nothing
+    assert not bad.ok
+    assert bad
     assert _strict(good.to_json())["ok"] is True

@@ -72,7 +72,7 @@ def test_a_folder_saved_without_tokenizer_never_gets_a_made_up_one(tmp_path, cap
     DistilBertForSequenceClassification(DistilBertConfig(
         dim=32, hidden_dim=37, n_layers=2, n_heads=2, vocab_size=120)).save_pretrained(tmp_path)
     for call in (modeldiff.classify, modeldiff.pipeline_steps):
-        with pytest.raises(CheckpointError, match="no tokenizer files in .*pass tokenizer="):
+        with pytest.raises(CheckpointError, match=r"no tokenizer files in .*pass tokenizer="):
             call(["a text"], str(tmp_path))
     assert main(["roundtrip", str(tmp_path), "--json"]) == 0
     report = modeldiff.RoundTripReport.from_json(capsys.readouterr().out)
