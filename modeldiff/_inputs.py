@@ -111,11 +111,19 @@ def walk(obj: Any, *, task: str | None = None) -> ModelGraph:
 # -- names: folders, model types, hub ids ----------------------------------------------------
 def _walk_name(obj: str | os.PathLike[str], *, task: str | None) -> ModelGraph:
     text = os.fspath(obj)
-    if isinstance(obj, str) and ("\n" in text or len(text) > 4096 or text.endswith(")")):
+    if isinstance(obj, str) and ("\n" in text or "<br" in text or len(text) > 4096
+                                 or text.endswith(")")):
+        from modeldiff._core.pasted import find_prints
         from modeldiff._core.printed import looks_like_repr, parse_repr
 
-        if looks_like_repr(text):  # the text print(model) writes, pasted in
+        if looks_like_repr(text) or find_prints(text):  # print(model) output, pasted in
             return parse_repr(text)
+        if "\n" in text or len(text) > 4096:  # text, not a name or a path
+            from modeldiff.errors import ReprParseError
+
+            raise ReprParseError("walk() got text that holds no print(model) output (a class "
+                                 "name, '(', its children, and the closing ')')", line=1,
+                                 column=1, excerpt=text[:60])
     path = Path(text).expanduser()
     if path.is_dir():
         return _walk_folder(path, task=task)

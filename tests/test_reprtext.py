@@ -295,7 +295,6 @@ def test_old_distilbert_print() -> None:
     ("Net(\n  (fc): Linear(in_features=2, out_features=2, bias=True)\n", 3, 1,
      "text ends before 'Net(' (line 1, column 1) is closed"),
     ("Net(\n  (fc): Linear(in_features=2\n)", 3, 2, "'Net(' (line 1, column 1)"),
-    ("Net(\n  (fc): Linear()\n))", 3, 2, "unexpected text after the closing ')'"),
     ("Net(\n  (fc): Linear()\n  junk\n)", 3, 3, "expected a child '(name): Module(...)'"),
     ("L( (0-3): 3 x A() )", 1, 4, "'(0-3): 3 x' does not add up"),
     ("L( (a): A() (a): B() )", 1, 13, "two children named 'a'"),

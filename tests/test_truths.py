@@ -79,3 +79,72 @@ def test_a_folder_saved_without_tokenizer_never_gets_a_made_up_one(tmp_path, cap
     assert report.ok
     assert "tokenizer" not in {f.source for f in report.files}
     assert "seeded" in report.inputs  # the report says the inputs were made up, not text
+
+
+V4_PRINT = (__import__("pathlib").Path(__file__).parent / "data" / "distilbert_v4_print.txt"
+            ).read_text()
+SMALL = "Sequential(\n  (0): Linear(in_features=4, out_features=2, bias=True)\n  (1): SiLU()\n)"
+
+
+@pytest.mark.parametrize("wrapped", [
+    f"Model:\n{SMALL}",
+    f"Here is my model\n```python\n{SMALL}\n```\nany idea why it diverges?",
+    f">>> print(model)\n{SMALL}\n>>> model.train()",
+    f"In [3]: print(model)\nOut[3]: {SMALL}\n\nEpoch 1: loss 0.3",
+    SMALL.replace("\n", "<br>\n"),
+    SMALL.replace("\n", "<br/>"),
+    f"{SMALL}\ntorch.Size([2, 4])\ntensor([[0.1, 0.2]])",
+])
+def test_a_pasted_print_is_found_and_what_was_skipped_is_said(wrapped):
+    g = modeldiff.walk(wrapped)
+    assert [(n.path, n.cls) for n in g] == [("", "Sequential"), ("0", "Linear"), ("1", "SiLU")]
+    assert not modeldiff.diff(g, modeldiff.parse_repr(SMALL))
+    if wrapped.strip() != SMALL and "<br" not in wrapped:
+        assert "skipped" in g.source
+
+
+def test_several_prints_in_one_text_read_the_first_and_say_so():
+    g = modeldiff.walk(f"before:\n{SMALL}\nafter:\n{SMALL.replace('SiLU', 'GELU')}\n")
+    assert g["1"].cls == "SiLU"
+    assert "1 more print(s) in the text (line 7) not read" in g.source
+
+
+@pytest.mark.parametrize("text", ["this is not a model\nat all", "x" * 5000,
+                                  "loss went NaN (after 3 steps)\n"])
+def test_text_that_is_not_a_print_is_a_parse_error(text):
+    from modeldiff.errors import ReprParseError
+
+    with pytest.raises(ReprParseError):
+        modeldiff.walk(text)
+
+
+def test_old_print_against_todays_class_is_drift_not_difference():
+    d = modeldiff.diff(V4_PRINT, "distilbert", task=(None, "sequence-classification"))
+    # LayerNorm's bias=True was not printed by the torch of the time: not a difference
+    assert not any(c.key == "bias" for m in d.modules for c in m.attrs)
+    assert [c.label for c in d.drift] == ["distilbert.transformer.layer.0-5.attention (x6)"]
+    assert "drift (classes a library renamed; not counted as differences):" in str(d)
+    # what is left is real: transformers 5 holds the FFN activation in a module
+    assert [c.label for c in d.modules] == ["distilbert.transformer.layer.0-5.ffn.activation (x6)"]
+
+
+def test_renamed_activation_is_drift_and_changes_no_exit_status(tmp_path, capsys):
+    from modeldiff.cli import main
+
+    (tmp_path / "old.txt").write_text(SMALL)
+    (tmp_path / "new.txt").write_text(SMALL.replace("SiLU()", "SiLUActivation()"))
+    assert main(["diff", str(tmp_path / "old.txt"), str(tmp_path / "new.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "no differences in architecture" in out
+    assert "1  class 'SiLU' -> 'SiLUActivation'" in out
+    (tmp_path / "gelu.txt").write_text(SMALL.replace("SiLU()", "GELU()"))
+    assert main(["diff", str(tmp_path / "old.txt"), str(tmp_path / "gelu.txt")]) == 1
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "bert", "llama", "gpt2", "t5",
+                                        "deberta-v2", "mistral", "roberta"])
+def test_a_print_of_a_model_against_its_own_config_has_no_architecture_difference(model_type):
+    from modeldiff._inputs import build_model
+
+    config = modeldiff.tiny_config(model_type)
+    assert not modeldiff.diff(repr(build_model(config)), config)

@@ -20,7 +20,7 @@ from typing import Any
 
 from modeldiff._core.align import Alignment, join
 from modeldiff._core.compare import IGNORED_CONFIG_KEYS, ValueChange, compare_mappings, fmt_value
-from modeldiff._core.graph import ModelGraph, Node, StrEnum, Tensor
+from modeldiff._core.graph import QUIET_ATTRS, ModelGraph, Node, StrEnum, Tensor
 from modeldiff._core.report import Report, register
 from modeldiff._core.weights import WeightDiff
 
@@ -246,6 +246,8 @@ def diff_graphs(a: ModelGraph, b: ModelGraph, al: Alignment, *,
                                     subtree=_subtree_size(a, n.path)))
     # Changed: pairs present on both sides.
     compare_tensors = "shapes" in both
+    printed = "dtypes" not in both  # one side is a print: compare what a print shows
+    drift: list[ModuleChange] = []
     for nb in b.nodes:
         if (nb.path in wrappers_b and nb.path != al.after) or ignored_path(nb.path, ignore):
             continue
@@ -255,11 +257,13 @@ def diff_graphs(a: ModelGraph, b: ModelGraph, al: Alignment, *,
         na = a[pa]
         if na.path != pa:
             continue
-        attrs = _attr_changes(na, nb, "attributes" in both)
+        attrs = _attr_changes(na, nb, "attributes" in both, printed=printed)
         tensors = _tensor_changes(na, nb, both) if compare_tensors else ()
         if attrs or tensors:
-            changes.append(ModuleChange(path=nb.path, change=Change.CHANGED, before=na, after=nb,
-                                        attrs=attrs, tensors=tensors))
+            change = ModuleChange(path=nb.path, change=Change.CHANGED, before=na, after=nb,
+                                  attrs=attrs, tensors=tensors)
+            (drift if not tensors and is_drift(attrs, na, nb, printed=printed)
+             else changes).append(change)
     order_b = {n.path: i for i, n in enumerate(b.nodes)}
     changes.sort(key=lambda c: order_b[c.path])
     modules = tuple(fold(changes, b, partner=a, to_partner=al.to_before)
@@ -267,7 +271,8 @@ def diff_graphs(a: ModelGraph, b: ModelGraph, al: Alignment, *,
     ties = _tie_changes(a, b, al) if "ties" in both else ()
     config, ignored = _config_changes(a, b) if "config" in both else ((), ())
     return GraphDiff(before=a, after=b, alignment=al, modules=modules, ties=ties, config=config,
-                     ignored_config=ignored, not_compared=not_compared)
+                     ignored_config=ignored, not_compared=not_compared,
+                     drift=tuple(fold(drift, b, partner=a, to_partner=al.to_before)))
 
 
 def _ancestors(path: str) -> set[str]:
@@ -291,15 +296,51 @@ def _subtree_size(g: ModelGraph, root: str) -> int:
     return sum(1 for n in g.nodes if n.path == root or n.path.startswith(pre))
 
 
-def _attr_changes(a: Node, b: Node, compare_attrs: bool) -> tuple[ValueChange, ...]:
+def _attr_changes(a: Node, b: Node, compare_attrs: bool, *, printed: bool = False
+                  ) -> tuple[ValueChange, ...]:
     out: list[ValueChange] = []
     if a.cls != b.cls:
         out.append(ValueChange(key="class", before=a.cls, after=b.cls))
-    if a.kind != b.kind and a.cls == b.cls:
+    # A print's kinds are modeldiff's guesses from class names: not facts to compare.
+    if a.kind != b.kind and a.cls == b.cls and not printed:
         out.append(ValueChange(key="kind", before=str(a.kind), after=str(b.kind)))
     if compare_attrs and a.attrs != b.attrs:
-        out.extend(compare_mappings(dict(a.attrs), dict(b.attrs))[0])
+        for c in compare_mappings(dict(a.attrs), dict(b.attrs))[0]:
+            # A print made by another torch may leave out an attribute it did not print
+            # yet (LayerNorm's bias=True): absent on one side and the default on the other
+            # is how the print was made, not a difference.
+            value = c.after if c.added else c.before if c.removed else None
+            if printed and (c.added or c.removed) and (c.key, value) in QUIET_ATTRS:
+                continue
+            out.append(c)
     return tuple(out)
+
+
+# Classes libraries renamed without changing what they compute: a class change between
+# these (either way) is drift, not a difference.
+RENAMED_CLASSES = frozenset({
+    frozenset({"MultiHeadSelfAttention", "DistilBertSelfAttention"}),
+    frozenset({"DistilBertSdpaAttention", "DistilBertSelfAttention"}),
+    frozenset({"MultiHeadSelfAttention", "DistilBertSdpaAttention"}),
+    frozenset({"StableDropout", "Dropout"}),
+    frozenset({"SiLU", "SiLUActivation"}),
+    frozenset({"GELU", "GELUActivation"}),
+})
+
+
+def is_drift(attrs: tuple[ValueChange, ...], a: Node, b: Node, *, printed: bool) -> bool:
+    """A class change and nothing else, between names a library renamed: a known rename, or
+    (when one side is a print of another library version) one name inside the other of the
+    same kind (``SiLU`` / ``SiLUActivation``), or attention classes with the same children."""
+    if [c.key for c in attrs] != ["class"]:
+        return False
+    pair = frozenset({a.cls, b.cls})
+    if pair in RENAMED_CLASSES:
+        return True
+    if not printed:
+        return False
+    same_kind = a.kind == b.kind or "attention" in (str(a.kind), str(b.kind))
+    return same_kind and (a.cls in b.cls or b.cls in a.cls)
 
 
 _TENSOR_FIELDS = (("shape", "shapes"), ("dtype", "dtypes"), ("requires_grad", "requires_grad"),

@@ -66,11 +66,14 @@ def format_diff(d: GraphDiff) -> str:
     lines += [f"~ config {c}" for c in shown]
     if len(shown) < len(d.config):
         lines.append(f"~ config ... {len(d.config) - len(shown)} more keys differ (see to_json())")
+    if d.drift:
+        lines.append("drift (classes a library renamed; not counted as differences):")
+        lines += [f"  {c.label}  {_change_detail(c)}" for c in d.drift]
     if d.weights is not None:
         lines.append(str(d.weights))
     if d.not_compared:
         lines.append(f"(not compared: {', '.join(d.not_compared)}: "
                      "one side does not record them)")
-    if len(lines) == 1:
-        lines.append("no differences")
+    if not d:
+        lines.insert(1, "no differences" + (" in architecture" if d.drift else ""))
     return "\n".join(lines)

@@ -569,7 +569,7 @@ def format_attrs(attrs: tuple[tuple[str, AttrValue], ...], *, limit: int | None 
 
 # Attribute values that are torch's defaults and say little on their own; summaries, diffs and
 # diagrams leave them out ("Linear(in_features=768, out_features=2)"), JSON keeps everything.
-_QUIET: frozenset[tuple[str, AttrValue]] = frozenset({
+QUIET_ATTRS: frozenset[tuple[str, AttrValue]] = frozenset({
     ("bias", True), ("inplace", False), ("elementwise_affine", True), ("affine", True),
     ("track_running_stats", True), ("approximate", "none"), ("batch_first", False),
 })
@@ -583,7 +583,7 @@ def key_attrs(attrs: tuple[tuple[str, AttrValue], ...]) -> tuple[tuple[str, Attr
     >>> key_attrs((("p", 0.2), ("inplace", False)))
     (('p', 0.2),)
     """
-    return tuple((k, v) for k, v in attrs if (k, v) not in _QUIET)
+    return tuple((k, v) for k, v in attrs if (k, v) not in QUIET_ATTRS)
 
 
 def _attr_to_json(v: AttrValue) -> Any:

@@ -39,9 +39,10 @@ This module never imports torch.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup, Tensor, Totals, repeat_groups
+from modeldiff._core.pasted import find_prints
 from modeldiff.errors import InputTypeError, ReprParseError
 from modeldiff.kinds import lookup, parse_attrs, tensor_shapes
 
@@ -121,8 +122,28 @@ at line 2, column 28: '(0): Linear(in_features=4'
     """
     if not isinstance(text, str):
         raise InputTypeError("parse_repr(text)", text, "the text print(model) shows (a str)")
-    parser = _Parser(text)
-    root = parser.parse()
+    try:
+        parser = _Parser(text)
+        root = parser.parse()
+    except ReprParseError as e:
+        # Text pasted around a print (a "Model:" line, a markdown fence, prompts, <br>
+        # line ends, notebook output, several prints): read the first print, and say so.
+        prints = find_prints(text)
+        if not prints or prints[0].text == text.strip():
+            raise
+        first = prints[0]
+        try:
+            parser = _Parser(first.text)
+            root = parser.parse()
+        except ReprParseError:
+            raise e from None
+        note = first.note
+        if len(prints) > 1:
+            more = ", ".join(str(p.first) for p in prints[1:])
+            note += (f"; {len(prints) - 1} more print(s) in the text (line {more}) not read: "
+                     "pass one print at a time")
+        graph = _Builder(parser).build(root)
+        return replace(graph, source=f"{SOURCE}, {note}" if note else SOURCE)
     return _Builder(parser).build(root)
 
 
