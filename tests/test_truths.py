@@ -148,3 +148,39 @@ def test_a_print_of_a_model_against_its_own_config_has_no_architecture_differenc
 
     config = modeldiff.tiny_config(model_type)
     assert not modeldiff.diff(repr(build_model(config)), config)
+
+
+def test_compare_checkpoints_aligns_a_base_with_its_head(tmp_path):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
+
+    config = DistilBertConfig(dim=32, hidden_dim=37, n_layers=2, n_heads=2, vocab_size=120)
+    torch.manual_seed(0)
+    base = DistilBertModel(config)
+    head = DistilBertForSequenceClassification(config)
+    head.distilbert.load_state_dict(base.state_dict())
+    base.save_pretrained(tmp_path / "base")
+    head.save_pretrained(tmp_path / "head")
+    d = modeldiff.compare_checkpoints(tmp_path / "base", tmp_path / "head")
+    assert (d.prefix_a, d.prefix_b) == ("", "distilbert.")
+    assert d.compared == d.identical == len(base.state_dict())
+    assert d.missing == ()
+    assert sorted(d.unexpected) == ["classifier.bias", "classifier.weight",
+                                    "pre_classifier.bias", "pre_classifier.weight"]
+    assert "keys aligned: b's 'distilbert.' prefix stripped" in str(d)
+    # the same answer diff --weights gives
+    wd = modeldiff.weight_diff(tmp_path / "base", tmp_path / "head")
+    assert len(wd.tensors) == d.compared
+    assert not wd.changed
+
+
+def test_compare_checkpoints_of_unrelated_models_says_it_compared_nothing(tmp_path):
+    torch.manual_seed(0)
+    BertModel(_bert(1)).save_pretrained(tmp_path / "bert")
+    from transformers import GPT2Model
+
+    GPT2Model(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=99)).save_pretrained(
+        tmp_path / "gpt2")
+    d = modeldiff.compare_checkpoints(tmp_path / "bert", tmp_path / "gpt2")
+    assert d.compared == 0
+    assert d
+    assert "compared nothing: no tensor name is common to both" in str(d)

@@ -8,13 +8,14 @@ or a forced path.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from modeldiff._core.graph import ModelGraph
 from modeldiff._core.report import register
 from modeldiff.errors import AlignmentError, InputTypeError
 
-__all__ = ["Alignment", "align_graphs", "candidates", "join", "relative"]
+__all__ = ["Alignment", "align_graphs", "align_keys", "candidates", "join", "relative"]
 
 
 @register
@@ -139,3 +140,29 @@ def join(prefix: str, rel: str) -> str:
     if not prefix:
         return rel
     return f"{prefix}.{rel}" if rel else prefix
+
+
+def align_keys(a: Iterable[str], b: Iterable[str]) -> tuple[str, str]:
+    """``(prefix_a, prefix_b)``: the prefixes to strip from checkpoint keys of ``a`` and
+    ``b`` so that they name the same tensors, as when a base checkpoint (``embeddings.x``)
+    meets its head's (``distilbert.embeddings.x``). ``("", "")`` when the keys already
+    match, or no prefix makes most of them match.
+
+    >>> align_keys(["emb.w", "layer.0.w"], ["bert.emb.w", "bert.layer.0.w", "classifier.w"])
+    ('', 'bert.')
+    >>> align_keys(["a.w"], ["b.w"])
+    ('', '')
+    """
+    sa, sb = set(a), set(b)
+    if not sa or not sb:
+        return "", ""
+    best = ("", "", len(sa & sb))
+    for keys, other, side in ((sb, sa, "b"), (sa, sb, "a")):
+        prefixes = {k.split(".", 1)[0] + "." for k in keys if "." in k and k not in other}
+        for p in prefixes:
+            hits = sum(1 for k in keys if k.startswith(p) and k[len(p):] in other)
+            if hits > best[2]:
+                best = ("", p, hits) if side == "b" else (p, "", hits)
+    if best[2] * 2 < min(len(sa), len(sb)):
+        return "", ""
+    return best[0], best[1]

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from modeldiff._core.align import align_keys
 from modeldiff._core.compare import ABSENT, IGNORED_CONFIG_KEYS, ValueChange, compare_mappings
 from modeldiff._core.graph import StrEnum
 from modeldiff._core.report import Report, register
@@ -499,6 +500,8 @@ class CheckpointDiff(Report):
     identical: int = 0
     rtol: float = 0.0
     atol: float = 0.0
+    prefix_a: str = ""  # stripped from a's keys to align them with b's (a base vs its head)
+    prefix_b: str = ""
 
     def _findings(self) -> int:
         return len(self.missing) + len(self.unexpected) + len(self.changed) + len(self.config)
@@ -519,6 +522,13 @@ class CheckpointDiff(Report):
         lines += [f"close (rtol={self.rtol:g}, atol={self.atol:g}): {c.stats}"
                   for c in self.close]
         lines += [f"config {c}" for c in self.config]
+        if self.prefix_a or self.prefix_b:
+            lines.insert(0, "keys aligned: " + (f"a's {self.prefix_a!r}" if self.prefix_a
+                                                 else f"b's {self.prefix_b!r}")
+                         + " prefix stripped (a base checkpoint and its head's)")
+        if self.compared == 0 and (self.missing or self.unexpected):
+            lines.append("compared nothing: no tensor name is common to both checkpoints, and "
+                         "no prefix aligns them; these are different models")
         lines.append(self.summary())
         return "\n".join(lines)
 
@@ -547,8 +557,16 @@ def compare_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str], *,
         if (sa.folder is None) != (sb.folder is None):
             raise InputTypeError("compare_checkpoints(b)", b,
                                  "the same kind as a: two files or two folders")
-        missing = tuple(n for n in sa.refs if n not in sb.refs)
-        unexpected = tuple(n for n in sb.refs if n not in sa.refs)
+        # A base checkpoint against its head's: keys differ by the base model prefix
+        # (embeddings.x vs distilbert.embeddings.x); compare them as diff --weights does.
+        pa, pb = align_keys(sa.refs, sb.refs)
+        names_a = {n.removeprefix(pa) if pa else n: n for n in sa.refs}
+        names_b = {n.removeprefix(pb) if pb else n: n for n in sb.refs}
+        if pa or pb:
+            sa.refs = {k: sa.refs[n] for k, n in names_a.items()}
+            sb.refs = {k: sb.refs[n] for k, n in names_b.items()}
+        missing = tuple(names_a[n] for n in sa.refs if n not in sb.refs)
+        unexpected = tuple(names_b[n] for n in sb.refs if n not in sa.refs)
         common = [n for n in sa.refs if n in sb.refs]
         total = sum(sa.refs[n].nbytes + sb.refs[n].nbytes for n in common)
         changed: list[TensorChange] = []
@@ -584,7 +602,8 @@ def compare_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str], *,
         return CheckpointDiff(a=sa.label, b=sb.label, missing=missing, unexpected=unexpected,
                               changed=tuple(changed), close=tuple(close), config=config,
                               ignored_config_keys=ignored, compared=len(common),
-                              identical=identical, rtol=float(rtol), atol=float(atol))
+                              identical=identical, rtol=float(rtol), atol=float(atol),
+                              prefix_a=pa, prefix_b=pb)
 
 
 def _compare_config(fa: Path, fb: Path) -> tuple[tuple[ValueChange, ...], tuple[str, ...]]:
