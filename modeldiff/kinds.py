@@ -66,11 +66,15 @@ class KindRegistry:
     def __init__(self) -> None:
         self._specs: dict[str, KindSpec] = {}
         self._plugins_loaded = False
+        # Bumped by every registration: whoever caches what lookups return (the walker's
+        # class -> spec table) compares it to know its cache is stale.
+        self.version = 0
 
     def register(self, name: str, kind: Kind | str, *, positional: tuple[str, ...] = (),
                  shapes: ShapeRule | None = None) -> None:
         """Declare how modules of class ``name`` are classified."""
         self._specs[name] = KindSpec(Kind(kind), tuple(positional), shapes)
+        self.version += 1
         # Cached lookups made before this registration must not outlive it.
         for cached in ("_guess", "_parse_cached"):
             fn = globals().get(cached)

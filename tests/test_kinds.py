@@ -77,3 +77,21 @@ def test_a_broken_plugin_does_not_break_walking(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "linear"
     assert "plugin 'bad' failed to load" in proc.stderr
+
+
+def test_registering_a_kind_after_a_walk_applies_to_the_next_walk():
+    from torch import nn
+
+    import modeldiff
+    from modeldiff.kinds import registry
+
+    class RegisteredLateMixer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+    model = nn.Sequential(RegisteredLateMixer())
+    assert modeldiff.walk(model)["0"].kind == Kind.BLOCK  # guessed from the name
+    registry.register("RegisteredLateMixer", Kind.ATTENTION)
+    assert modeldiff.walk(model)["0"].kind == Kind.ATTENTION  # the walker's cache was dropped
+    assert lookup("RegisteredLateMixer", has_children=True).kind == Kind.ATTENTION

@@ -184,3 +184,10 @@ def test_compare_checkpoints_of_unrelated_models_says_it_compared_nothing(tmp_pa
     assert d.compared == 0
     assert d
     assert "compared nothing: no tensor name is common to both" in str(d)
+
+
+def test_printed_summaries_mark_their_numbers_as_estimates():
+    text = modeldiff.walk(SMALL).summary()
+    assert "~10" in text
+    assert "Total params: ~10 (estimated from the printed attributes" in text
+    assert "Trainable" not in text  # a print does not say what is trainable

@@ -601,6 +601,9 @@ def _attr_from_json(v: Any) -> AttrValue:
 
 
 def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:
+    # A printed model's numbers follow from printed attributes (Linear's in/out features):
+    # estimates, marked "~", never passed off as counts.
+    est = "~" if any(t.derived for n in g.nodes for t in n.tensors) else ""
     folded: dict[str, RepeatGroup] = {}
     if fold:
         for r in g.repeats:
@@ -614,10 +617,10 @@ def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:
         if group is not None:
             hidden.update(group.paths[1:])
             label = f"{group.label.rpartition('.')[2]} (x{group.count})"
-            count = f"{node.totals.params * group.count:,}"
+            count = f"{est}{node.totals.params * group.count:,}"
         else:
             label = node.name if path else "(root)"
-            count = f"{node.totals.params:,}"
+            count = f"{est}{node.totals.params:,}"
         rows.append(("  " * indent + label, node.cls, format_attrs(key_attrs(node.attrs), limit=4),
                      count))
         if depth is not None and indent >= depth:
@@ -643,8 +646,13 @@ def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:
         lines.append(f"{name:<{widths[0]}}  {cls:<{widths[1]}}  {attrs:<{widths[2]}}  "
                      f"{count:>{widths[3]}}")
     lines.append("  ".join("-" * w for w in widths))
-    lines.append(f"Total params: {t.params:,}   Trainable: {t.trainable:,}   "
-                 f"Buffers: {t.buffers:,} elements   Size: {_human_bytes(t.bytes)}")
+    if est:
+        lines.append(f"Total params: ~{t.params:,} (estimated from the printed attributes; "
+                     "a print has no dtypes, buffers or trainable flags, and modules that "
+                     "print no sizes count 0)")
+    else:
+        lines.append(f"Total params: {t.params:,}   Trainable: {t.trainable:,}   "
+                     f"Buffers: {t.buffers:,} elements   Size: {_human_bytes(t.bytes)}")
     if g.ties:
         lines.append("Tied: " + ", ".join(f"{x.target} -> {x.source}" for x in g.ties[:4])
                      + (f" (+{len(g.ties) - 4} more)" if len(g.ties) > 4 else ""))

@@ -36,6 +36,7 @@ from modeldiff._core.graph import (
     repeat_groups,
 )
 from modeldiff.kinds import KindSpec, lookup, parse_attrs
+from modeldiff.kinds import registry as kind_registry
 
 __all__ = ["walk_module"]
 
@@ -69,7 +70,11 @@ def _info(cls: type) -> tuple[str, str, tuple[str, ...], bool, int]:
     return info
 
 
+# Class -> (name, qualified name, KindSpec, attribute mode). The specs are the kind
+# registry's answers: the table is dropped whenever the registry's version moves on (a kind
+# registered after a walk applies to the next walk).
 _spec_cache: dict[tuple[type, bool], tuple[str, str, KindSpec, int]] = {}
+_spec_version = [-1]
 
 
 def _class_spec(cls: type, has_children: bool) -> tuple[str, str, KindSpec, int]:
@@ -133,6 +138,9 @@ class _Walker:
         if len(_totals_cache) > 100_000 or len(_attrs_cache) > 100_000:  # bound memory
             _totals_cache.clear()
             _attrs_cache.clear()
+        if _spec_version[0] != kind_registry.version:
+            _spec_cache.clear()
+            _spec_version[0] = kind_registry.version
         totals_cache, attrs_cache, spec_cache = _totals_cache, _attrs_cache, _spec_cache
         linear = nn.Linear
         plain_cache: dict[tuple[Any, ...], Any] = {}
