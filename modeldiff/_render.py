@@ -129,7 +129,8 @@ class _Tie:
 def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = True,
            fold_unchanged: bool = True, direction: str = "TB",
            title: str | None = None) -> graphviz.Digraph:
-    """Draw a model graph or a diff as a ``graphviz.Digraph``.
+    """Draw a model graph or a diff as a ``graphviz.Digraph``. ``obj`` is a diff, a graph,
+    or anything :func:`modeldiff.walk` reads (``render(model)`` walks it first).
 
     ``depth`` cuts the module tree (a cut container becomes one box with its subtree totals;
     ``depth=1`` shows only the root's children). ``fold_repeats`` draws each group of
@@ -152,6 +153,11 @@ def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = Tr
                                    "'TB', 'LR', 'BT' or 'RL'")
     if depth is not None and (not isinstance(depth, int) or depth < 0):
         raise InvalidArgumentError("render(depth=...)", depth, "a non-negative int or None")
+    if not isinstance(obj, ModelGraph) and not _is_diff(obj):
+        # Anything walk reads (a module, a config, a model_type, a folder, printed text)
+        from modeldiff._inputs import as_graph
+
+        obj = as_graph(obj)
     if isinstance(obj, ModelGraph):
         root = _ModelView(obj, depth=depth, fold_repeats=fold_repeats).build()
         caption = title if title is not None else _model_caption(obj)

@@ -222,10 +222,17 @@ class RoundTripReport(Report):
 
 
 
-def roundtrip(model: nn.Module, *, tokenizer: Any = None, inputs: Any = None,
+def roundtrip(model: Any, *, tokenizer: Any = None, inputs: Any = None,
               workdir: str | os.PathLike[str] | None = None,
-              max_shard_size: int | str | None = None) -> RoundTripReport:
+              max_shard_size: int | str | None = None,
+              task: str | None = None) -> RoundTripReport:
     """Save ``model`` with ``save_pretrained``, load it back, and report what changed.
+
+    ``model`` is a ``PreTrainedModel`` with real weights, a checkpoint folder (loaded with
+    its own tokenizer when it has one; ``task`` picks the head class, else the class its
+    config names), or a ``model_type`` such as ``"distilbert"`` (built on the CPU with
+    seeded weights, ``task`` picking the head). Like every result, the report is truthy
+    when it found something (problems); ``report.ok`` says the round-trip was clean.
 
     ``tokenizer`` is saved alongside and, when ``inputs`` is not given, encodes
     :data:`SAMPLE_SENTENCES`; without either, seeded random token ids are used. ``inputs`` is a
@@ -240,6 +247,8 @@ def roundtrip(model: nn.Module, *, tokenizer: Any = None, inputs: Any = None,
     Raises :class:`~modeldiff.errors.RoundTripError` when the folder cannot be written (and
     ``NotMaterializedError`` for a model on the meta device).
     """
+    if not isinstance(model, nn.Module):
+        model, tokenizer = _materialise(model, tokenizer, task)
     _check_model(model)
     base_folder, created, before_entries = _prepare_workdir(workdir)
     folder = base_folder
@@ -256,6 +265,34 @@ def roundtrip(model: nn.Module, *, tokenizer: Any = None, inputs: Any = None,
     finally:
         if workdir is None:
             shutil.rmtree(base_folder, ignore_errors=True)
+
+
+def _materialise(source: Any, tokenizer: Any, task: str | None) -> tuple[Any, Any]:
+    """A folder or a model_type name as a model with real weights (and its tokenizer)."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputTypeError("roundtrip(model)", source, "a transformers PreTrainedModel, a "
+                             "checkpoint folder or a model_type such as 'distilbert'")
+    from pathlib import Path
+
+    from modeldiff._inputs import build_model, load_model, load_tokenizer, model_types
+    from modeldiff.errors import CheckpointError, UnknownModelTypeError
+    from modeldiff.kinds import suggest
+
+    text = os.fspath(source)
+    if Path(text).expanduser().is_dir():
+        model, _ = load_model(text, task=task)
+        if tokenizer is None:
+            try:
+                tokenizer = load_tokenizer(text)
+            except CheckpointError:
+                tokenizer = None  # saved without one: seeded token ids, said in the report
+        return model, tokenizer
+    if text not in model_types():
+        raise UnknownModelTypeError(text, suggestions=suggest(text, model_types()))
+    from transformers import AutoConfig
+
+    torch.manual_seed(0)
+    return build_model(AutoConfig.for_model(text), task=task, device="cpu"), tokenizer
 
 
 # -- preconditions and the workdir -----------------------------------------------------------

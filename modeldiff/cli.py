@@ -199,38 +199,9 @@ def _add_roundtrip(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_roundtrip(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import torch
-
-    from modeldiff._inputs import build_model
     from modeldiff._roundtrip import roundtrip
 
-    folder = Path(args.model).expanduser()
-    tokenizer = None
-    if folder.is_dir():
-        from modeldiff._inputs import load_model, load_tokenizer
-        from modeldiff.errors import CheckpointError
-
-        model, _ = load_model(folder, task=args.task)
-        try:
-            tokenizer = load_tokenizer(folder)
-        except CheckpointError:
-            tokenizer = None  # saved without a tokenizer: seeded token ids, said in the report
-    else:
-        from transformers import AutoConfig
-
-        from modeldiff._inputs import model_types
-
-        if args.model not in model_types():
-            from modeldiff.errors import UnknownModelTypeError
-            from modeldiff.kinds import suggest
-
-            raise UnknownModelTypeError(args.model,
-                                        suggestions=suggest(args.model, model_types()))
-        torch.manual_seed(0)
-        model = build_model(AutoConfig.for_model(args.model), task=args.task, device="cpu")
-    report = roundtrip(model, tokenizer=tokenizer, max_shard_size=args.max_shard_size)
+    report = roundtrip(args.model, task=args.task, max_shard_size=args.max_shard_size)
     print(report.to_json() if args.json else report)
     return 0 if report.ok else 1
 

@@ -191,3 +191,18 @@ def test_printed_summaries_mark_their_numbers_as_estimates():
     assert "~10" in text
     assert "Total params: ~10 (estimated from the printed attributes" in text
     assert "Trainable" not in text  # a print does not say what is trainable
+
+
+def test_every_function_that_takes_a_model_takes_every_kind_of_input(tmp_path):
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = BertModel(_bert(1))
+    model.save_pretrained(tmp_path)
+    text = repr(model)
+    for obj in (model, _bert(1), tmp_path, text, modeldiff.walk(model)):
+        assert "BertModel" in modeldiff.render(obj).source
+        assert not modeldiff.diff(obj, model)
+    assert 'class="module linear"' in modeldiff.render(nn.Sequential(nn.Linear(2, 2))).source
+    assert modeldiff.roundtrip(tmp_path).ok
+    assert modeldiff.roundtrip("distilbert", task="sequence-classification").ok
