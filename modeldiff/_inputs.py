@@ -312,7 +312,8 @@ def weight_source(obj: Any) -> Any:
 
 # -- loaded models (the CLI, the pipeline and roundtrip load through here) --------------------
 def load_model(source: str | os.PathLike[str], *, task: str | None = None,
-               auto_class: str | None = None) -> tuple[Any, dict[str, Any]]:
+               auto_class: str | None = None, instead: str | None = None
+               ) -> tuple[Any, dict[str, Any]]:
     """A model with real weights from a checkpoint folder or a hub id, and transformers'
     loading info (``missing_keys`` ...).
 
@@ -321,7 +322,9 @@ def load_model(source: str | os.PathLike[str], *, task: str | None = None,
     the folder's ``config.json`` names in ``architectures`` (only classes transformers
     defines), else the base model. The folder's config and weight headers are validated
     before transformers sees them; every failure is a modeldiff error naming the folder.
+    ``instead`` is the advice a hub failure gives (what to pass instead).
     """
+    hub_advice = {"instead": instead} if instead else {}
     import transformers
 
     from modeldiff._walk.checkpoint import read_config_json, read_tensor_index
@@ -339,7 +342,7 @@ def load_model(source: str | os.PathLike[str], *, task: str | None = None,
     else:
         raw = {}
         where = text
-        _hub_reachable(text)
+        _hub_reachable(text, **hub_advice)
     cls: Any = None
     if auto_class is not None:
         cls = getattr(transformers, auto_class)
@@ -361,7 +364,7 @@ def load_model(source: str | os.PathLike[str], *, task: str | None = None,
         if folder.is_dir():
             raise CheckpointError(f"cannot load a model from {folder}: "
                                   f"{str(e).splitlines()[0]}", path=folder) from e
-        raise HubUnavailableError(text, str(e).splitlines()[0]) from e
+        raise HubUnavailableError(text, str(e).splitlines()[0], **hub_advice) from e
     except ValueError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "Unrecognized configuration class" in str(e):
@@ -375,7 +378,7 @@ def load_model(source: str | os.PathLike[str], *, task: str | None = None,
     return model, dict(info)
 
 
-def load_tokenizer(source: str | os.PathLike[str]) -> Any:
+def load_tokenizer(source: str | os.PathLike[str], *, instead: str | None = None) -> Any:
     """The tokenizer saved in a checkpoint folder (or a hub id). A folder without tokenizer
     files is a :class:`~modeldiff.errors.CheckpointError` that says to pass ``tokenizer=``:
     modeldiff never makes one up."""
@@ -392,8 +395,9 @@ def load_tokenizer(source: str | os.PathLike[str]) -> Any:
                 "tokenizer= (a tokenizer object or a folder holding one), or save the "
                 "tokenizer next to the model with tokenizer.save_pretrained(folder)",
                 path=folder)
-    else:
-        _hub_reachable(text)
+    hub_advice = {"instead": instead} if instead else {}
+    if not folder.is_dir():
+        _hub_reachable(text, **hub_advice)
     from transformers import AutoTokenizer
 
     try:
@@ -403,7 +407,7 @@ def load_tokenizer(source: str | os.PathLike[str]) -> Any:
         if folder.is_dir():
             raise CheckpointError(f"cannot load the tokenizer in {folder}: {first}; pass "
                                   "tokenizer= explicitly", path=folder) from e
-        raise HubUnavailableError(text, first) from e
+        raise HubUnavailableError(text, first, **hub_advice) from e
 
 
 def _looks_like_path(text: str) -> bool:
@@ -411,7 +415,7 @@ def _looks_like_path(text: str) -> bool:
             or (os.sep != "/" and os.sep in text))
 
 
-def _hub_reachable(model_id: str) -> None:
+def _hub_reachable(model_id: str, **advice: str) -> None:
     """Fail at once, rather than after the hub client's retries, when a hub id cannot be
     fetched: offline mode is set, or the hub's host does not even resolve (no network), and
     the id is not in the local cache."""
@@ -427,12 +431,14 @@ def _hub_reachable(model_id: str) -> None:
     if isinstance(cached, str):
         return
     if constants.HF_HUB_OFFLINE:
-        raise HubUnavailableError(model_id, "HF_HUB_OFFLINE is set and it is not in the cache")
+        raise HubUnavailableError(model_id, "HF_HUB_OFFLINE is set and it is not in the cache",
+                                  **advice)
     host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
     try:
         socket.getaddrinfo(host, 443)
     except OSError as e:
-        raise HubUnavailableError(model_id, f"no network: {host} does not resolve ({e})") from e
+        raise HubUnavailableError(model_id, f"no network: {host} does not resolve ({e})",
+                                  **advice) from e
 
 
 # -- outputs ---------------------------------------------------------------------------------

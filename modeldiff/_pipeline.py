@@ -460,13 +460,14 @@ def _resolve(model: Any, tokenizer: Any) -> tuple[nn.Module, Any, bool]:
 
 
 def _load_model(source: str) -> tuple[nn.Module, bool]:
-    model, info = load_model(source, auto_class="AutoModelForSequenceClassification")
+    model, info = load_model(source, auto_class="AutoModelForSequenceClassification",
+                             instead=_LOCAL_INSTEAD)
     # Missing weights were freshly initialised (typically the classifier of a base checkpoint).
     return model, bool(info.get("missing_keys"))
 
 
 def _load_tokenizer(source: str) -> Any:
-    return load_tokenizer(source)
+    return load_tokenizer(source, instead=_LOCAL_INSTEAD)
 
 
 # -- the steps -------------------------------------------------------------------------------
