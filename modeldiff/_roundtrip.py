@@ -25,7 +25,6 @@ import contextlib
 import copy
 import hashlib
 import inspect
-import json
 import os
 import shutil
 import tempfile
@@ -45,7 +44,7 @@ from modeldiff._core.compare import (
     fmt_value,
     same_value,
 )
-from modeldiff._core.graph import StrEnum
+from modeldiff._core.graph import StrEnum, human_bytes
 from modeldiff._core.report import Report, register
 from modeldiff._walk.tensors import TensorStats, tensor_stats
 from modeldiff.errors import InputTypeError, NotMaterializedError, RoundTripError
@@ -202,7 +201,7 @@ class RoundTripReport(Report):
         lines = [f"round-trip of {self.model} ({self.dtype}): {verdict}", "files written:"]
         w = max((len(f.name) for f in self.files), default=0)
         for f in self.files:
-            lines.append(f"  {f.name.ljust(w)}  {_human(f.size):>9}  sha256 {f.sha256[:16]}"
+            lines.append(f"  {f.name.ljust(w)}  {human_bytes(f.size):>9}  sha256 {f.sha256[:16]}"
                          + ("  (tokenizer)" if f.source != "model" else ""))
         lines.append(f"state dict: {self.tensors_compared} tensors, "
                      f"{self.tensors_identical} bit-identical"
@@ -210,7 +209,7 @@ class RoundTripReport(Report):
                         if self.shared_groups else ""))
         if self.normalised:
             lines.append("config: normalised " + ", ".join(
-                f"{n.key} ({_short(n.before)} -> {_short(n.after)})" for n in self.normalised))
+                f"{n.key} ({fmt_value(n.before, 50)} -> {fmt_value(n.after, 50)})" for n in self.normalised))
         if self.outputs:
             lines.append(f"outputs (eval mode, {self.inputs}):")
             lines += [f"  {o}" for o in self.outputs]
@@ -741,18 +740,3 @@ def _compare_outputs(model: nn.Module, reloaded: nn.Module, batch: dict[str, Any
                                   max_abs=float("nan") if s.max_abs is None else s.max_abs,
                                   within_tolerance=within, rtol=rtol, atol=atol))
     return tuple(checks)
-
-
-# -- text ------------------------------------------------------------------------------------
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def _short(v: Any, limit: int = 50) -> str:
-    text = json.dumps(v, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

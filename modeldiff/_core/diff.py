@@ -214,36 +214,9 @@ def diff_graphs(a: ModelGraph, b: ModelGraph, al: Alignment, *,
     both = facts_a & facts_b
     not_compared = tuple(f for f in _ALL_FACTS if f in (facts_a | facts_b) and f not in both)
     wrappers_b = _ancestors(al.after)
-    wrappers_a = _ancestors(al.before)
-    changes: list[ModuleChange] = []
-    # Added: after-model nodes with no counterpart, as subtree roots.
-    added_roots: set[str] = set()
-    for n in b.nodes:
-        if n.path in wrappers_b or ignored_path(n.path, ignore):
-            continue
-        counterpart = al.to_before(n.path)
-        if counterpart is not None and counterpart in a and a[counterpart].path == counterpart:
-            continue
-        if _under_any(n.path, added_roots):
-            added_roots.add(n.path)
-            continue
-        added_roots.add(n.path)
-        changes.append(ModuleChange(path=n.path, change=Change.ADDED, before=None, after=n,
-                                    subtree=_subtree_size(b, n.path)))
-    removed_roots: set[str] = set()
-    removed: list[ModuleChange] = []
-    for n in a.nodes:
-        if n.path in wrappers_a or ignored_path(n.path, ignore):
-            continue
-        counterpart = al.to_after(n.path)
-        if counterpart is not None and counterpart in b and b[counterpart].path == counterpart:
-            continue
-        if _under_any(n.path, removed_roots):
-            removed_roots.add(n.path)
-            continue
-        removed_roots.add(n.path)
-        removed.append(ModuleChange(path=n.path, change=Change.REMOVED, before=n, after=None,
-                                    subtree=_subtree_size(a, n.path)))
+    # Added: after-model nodes with no counterpart; removed: the reverse. As subtree roots.
+    changes = _unmatched(b, a, _ancestors(al.after), al.to_before, Change.ADDED, ignore)
+    removed = _unmatched(a, b, _ancestors(al.before), al.to_after, Change.REMOVED, ignore)
     # Changed: pairs present on both sides.
     compare_tensors = "shapes" in both
     printed = "dtypes" not in both  # one side is a print: compare what a print shows
@@ -273,6 +246,28 @@ def diff_graphs(a: ModelGraph, b: ModelGraph, al: Alignment, *,
     return GraphDiff(before=a, after=b, alignment=al, modules=modules, ties=ties, config=config,
                      ignored_config=ignored, not_compared=not_compared,
                      drift=tuple(fold(drift, b, partner=a, to_partner=al.to_before)))
+
+
+def _unmatched(g: ModelGraph, other: ModelGraph, wrappers: set[str], to_other: Any,
+               change: Change, ignore: tuple[str, ...]) -> list[ModuleChange]:
+    """Nodes of ``g`` with no counterpart in ``other``, as subtree roots."""
+    roots: set[str] = set()
+    out: list[ModuleChange] = []
+    for n in g.nodes:
+        if n.path in wrappers or ignored_path(n.path, ignore):
+            continue
+        counterpart = to_other(n.path)
+        if counterpart is not None and counterpart in other and \
+                other[counterpart].path == counterpart:
+            continue
+        under = _under_any(n.path, roots)
+        roots.add(n.path)
+        if under:
+            continue
+        before, after = (None, n) if change is Change.ADDED else (n, None)
+        out.append(ModuleChange(path=n.path, change=change, before=before, after=after,
+                                subtree=_subtree_size(g, n.path)))
+    return out
 
 
 def _ancestors(path: str) -> set[str]:
@@ -414,10 +409,14 @@ def fold(changes: list[ModuleChange], g: ModelGraph, *, partner: ModelGraph,
     buckets: dict[tuple[Any, ...], list[tuple[int, ModuleChange]]] = {}
     loose: list[ModuleChange] = []
     for c in changes:
+        # The outermost repeat-group member above the change; for a changed module, one
+        # whose counterpart is a member on the other side too, so both directions pick
+        # the same level (the mirror property).
         hit = None
         probe = c.path
         while probe:
-            if probe in member_of:
+            if probe in member_of and (c.change is not Change.CHANGED
+                                       or (to_partner(probe) or "") in partner_of):
                 hit = (probe, member_of[probe])
             probe = probe.rpartition(".")[0]
         if hit is None:

@@ -652,7 +652,7 @@ def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:
                      "print no sizes count 0)")
     else:
         lines.append(f"Total params: {t.params:,}   Trainable: {t.trainable:,}   "
-                     f"Buffers: {t.buffers:,} elements   Size: {_human_bytes(t.bytes)}")
+                     f"Buffers: {t.buffers:,} elements   Size: {human_bytes(t.bytes)}")
     if g.ties:
         lines.append("Tied: " + ", ".join(f"{x.target} -> {x.source}" for x in g.ties[:4])
                      + (f" (+{len(g.ties) - 4} more)" if len(g.ties) > 4 else ""))
@@ -663,7 +663,7 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}.{name}" if parent else name
 
 
-def _human_bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if size < 1000 or unit == "TB":

@@ -24,7 +24,6 @@ the file ever runs.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import mmap
 import os
@@ -657,9 +656,3 @@ def compare_weights(a: nn.Module | str | os.PathLike[str], b: nn.Module | str | 
             kept.append((na, nb))
     return WeightDiff(pairs=tuple(kept), tensors=tuple(stats), modules=by_module(stats),
                       missing=tuple(missing))
-
-
-# -- small helpers ---------------------------------------------------------------------------
-def _short(v: Any, limit: int = 60) -> str:
-    text = json.dumps(v) if not isinstance(v, str) else repr(v)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
