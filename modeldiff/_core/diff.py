@@ -433,8 +433,10 @@ def fold(changes: list[ModuleChange], g: ModelGraph, *, partner: ModelGraph,
         for run in _runs(items):
             foldable = len(run) > 1
             if foldable and change is Change.CHANGED:
-                mapped = [partner_of.get(to_partner(group.paths[mi]) or "") for mi, _ in run]
-                foldable = all(m is not None and m[0] == mapped[0][0] for m in mapped) and \
+                found = [partner_of.get(to_partner(group.paths[mi]) or "") for mi, _ in run]
+                mapped = [m for m in found if m is not None]
+                foldable = len(mapped) == len(run) and \
+                    all(m[0] == mapped[0][0] for m in mapped) and \
                     [m[1] for m in mapped] == list(range(mapped[0][1], mapped[0][1] + len(run)))
             if foldable:
                 first = run[0][1]

@@ -312,7 +312,7 @@ def _decode(tp: Any, data: Any, where: str) -> Any:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(data)
     if isinstance(tp, type) and tp.__name__ == "ModelGraph":
-        return tp.from_dict(data)
+        return typing.cast(Any, tp).from_dict(data)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise SchemaError(f"{where}: expected an object, got {type(data).__name__}")
