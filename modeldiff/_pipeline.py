@@ -225,8 +225,13 @@ def classify(texts: str | Iterable[str], model: Any = None, tokenizer: Any = Non
     seeded DistilBERT with an *untrained* NEGATIVE/POSITIVE head, see
     :func:`default_classifier`), a sequence-classification ``PreTrainedModel``, a local
     checkpoint folder, or a hub id (needs network or the HF cache). ``tokenizer`` defaults to
-    the one beside the model. Texts are tokenized in batches of ``batch_size`` (padded,
-    truncated to ``max_length``, default: the tokenizer's ``model_max_length``).
+    the one beside the model. Texts are run in batches of ``batch_size`` (truncated to
+    ``max_length``, default: the tokenizer's ``model_max_length``, and padded to the longest
+    text of their batch). Batches are formed by length: texts are sorted by token count
+    (within windows of 64 batches) so that a batch holds texts of similar length and little
+    padding; results come back in input order. On CPU this is what makes batching pay (see
+    docs/performance.md); :func:`pipeline_steps` shows one padded batch in input order, the
+    batch a user would build by hand.
     ``top_k`` ranks that many labels into ``Prediction.ranking``; ``None`` ranks them all.
 
     The model is run in eval mode under ``torch.inference_mode``; a model passed in train
@@ -259,14 +264,17 @@ def classify(texts: str | Iterable[str], model: Any = None, tokenizer: Any = Non
     # Without a pad token, texts cannot share a padded batch (and models such as GPT-2 then
     # find the last token only for batches of one): run them one by one.
     step = batch_size if tok.pad_token is not None else 1
-    out: list[Prediction] = []
+    out: list[Prediction | None] = [None] * len(items)
     with _eval_mode(mdl), torch.inference_mode():
-        for start in _progress(range(0, len(items), step), len(items), step):
-            batch = items[start:start + step]
-            enc = _tokenize(tok, batch, limit)
+        for batch in _progress(_length_batches(tok, items, limit, step), len(items), step):
+            enc = tok.pad(batch.encodings, return_tensors="pt") if step > 1 else \
+                {key: torch.tensor(v) for key, v in batch.encodings.items()}
             scores = _apply(function, _forward(mdl, enc))
-            out.extend(_predictions(batch, scores, id2label, k, untrained))
-    return out
+            texts_in = [items[i] for i in batch.indices]
+            for i, pred in zip(batch.indices, _predictions(texts_in, scores, id2label, k,
+                                                            untrained), strict=True):
+                out[i] = pred
+    return [p for p in out if p is not None]
 
 
 def pipeline_steps(texts: str | Iterable[str], model: Any = None, tokenizer: Any = None, *,
@@ -483,6 +491,45 @@ def _max_length(tok: Any, model: nn.Module, max_length: int | None) -> int:
     return max_length
 
 
+# How many texts are tokenized (and sorted by length) at a time, in batches: enough that
+# batches of similar lengths form, few enough that token ids of a huge corpus are not all held.
+_WINDOW_BATCHES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    indices: list[int]  # positions of its texts in the caller's list
+    encodings: dict[str, list[list[int]]]  # unpadded: input_ids, attention_mask, ...
+
+
+def _length_batches(tok: Any, items: list[str], max_length: int, step: int) -> list[_Batch]:
+    """Batches of ``step`` texts of similar token length, each remembering where its texts
+    came from.
+
+    Padding a batch to its longest text is what made batching useless on CPU: with texts
+    in input order, a batch of 32 mixed-length texts is mostly padding. Sorting by token
+    count first (stable, within windows of ``_WINDOW_BATCHES`` batches) leaves little
+    padding; predictions are put back in input order by the caller. Each text is tokenized
+    once, alone or in the batch call alike (the fast tokenizer's batch call is one pass), and
+    truncated exactly as ``tok(batch, truncation=True, max_length=...)`` would.
+    """
+    out: list[_Batch] = []
+    window = step * _WINDOW_BATCHES
+    for lo in range(0, len(items), window):
+        chunk = items[lo:lo + window]
+        enc = tok(chunk, truncation=True, max_length=max_length, verbose=False)
+        keys = [key for key in enc if isinstance(enc[key], list)]
+        ids = enc["input_ids"]
+        order = sorted(range(len(chunk)), key=lambda i: len(ids[i])) if step > 1 else \
+            range(len(chunk))
+        order = list(order)
+        for b in range(0, len(order), step):
+            part = order[b:b + step]
+            out.append(_Batch(indices=[lo + i for i in part],
+                              encodings={key: [enc[key][i] for i in part] for key in keys}))
+    return out
+
+
 def _tokenize(tok: Any, batch: list[str], max_length: int) -> Mapping[str, torch.Tensor]:
     # padding=True pads to the longest text of this batch only (a batch of one: no padding).
     return tok(batch, padding=len(batch) > 1, truncation=True,
@@ -563,7 +610,7 @@ class _eval_mode:
             m.training = flag
 
 
-def _progress(batches: range, n_texts: int, step: int) -> Iterable[int]:
+def _progress(batches: list[_Batch], n_texts: int, step: int) -> Iterable[_Batch]:
     if len(batches) < 2 or not sys.stderr.isatty():
         return batches
     from tqdm.auto import tqdm

@@ -370,3 +370,76 @@ def test_cli_render_one_model_and_a_diff(tmp_path, base, head):
     assert {k for k, a in boxes.items() if "added" in _classes(a)} == {
         "pre_classifier", "classifier", "dropout"}
     assert main(["render", "distilbert", "-o", str(tmp_path / "m.jpg")]) == 2
+
+
+# -- the direct DOT writer against the graphviz package --------------------------------------
+class _PackageWriter:
+    """The same statements as ``DotWriter``, written through ``graphviz.Digraph``."""
+
+    def __init__(self) -> None:
+        import graphviz
+
+        self.g = graphviz.Digraph()
+        self.lines = self.g.body  # subgraphs are appended to it in place on exit
+
+    def node(self, name, label=None, **attrs):
+        self.g.node(name, label, **attrs)
+
+    def edge(self, tail, head, **attrs):
+        self.g.edge(tail, head, **attrs)
+
+    def attr(self, **attrs):
+        self.g.attr(**attrs)
+
+    def subgraph(self, name=None):
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope():
+            outer = self.g
+            with outer.subgraph(name=name) as sub:
+                self.g = sub
+                try:
+                    yield self
+                finally:
+                    self.g = outer
+        return scope()
+
+
+def _odd_names_model():
+    """Module names DOT must quote or escape: quotes, backslashes, keywords, ports, HTML."""
+    from torch import nn
+
+    from tests.models import Tied
+
+    inner = nn.ModuleDict({"x:y": nn.Linear(2, 2), "back\\slash": nn.ReLU(),
+                           "ends\\": nn.Dropout(0.1)})
+    return nn.ModuleDict({'say "hi"': nn.Linear(2, 3), "node": nn.ReLU(), "Edge": inner,
+                          "<b>": nn.LayerNorm(3), "中文 😀": nn.Embedding(4, 2),
+                          "-15": nn.Identity(), "tied": Tied()})
+
+
+@pytest.mark.filterwarnings("ignore::graphviz.DotSyntaxWarning")
+@pytest.mark.parametrize("case", ["distilbert", "distilbert unfolded", "masked-lm ties",
+                                  "diff", "odd names", "odd names unfolded, LR"])
+def test_direct_dot_writer_writes_what_the_graphviz_package_writes(case, base, head,
+                                                                   monkeypatch):
+    from modeldiff import _render
+    from modeldiff._compare import diff
+    from modeldiff._inputs import walk
+
+    obj, options = {
+        "distilbert": (base, {}),
+        "distilbert unfolded": (head, {"fold_repeats": False}),
+        "masked-lm ties": (walk("distilbert", task="masked-lm"), {}),
+        "diff": (diff(base, head), {}),
+        "odd names": (walk(_odd_names_model()), {"title": 'a "title" \\ with <html>'}),
+        "odd names unfolded, LR": (walk(_odd_names_model()),
+                                   {"fold_repeats": False, "direction": "LR"}),
+    }[case]
+    direct = render(obj, **options).source
+    monkeypatch.setattr(_render, "DotWriter", _PackageWriter)
+    package = render(obj, **options).source
+    assert direct == package
+    if case.startswith("odd names"):
+        assert '"say \\"hi\\""' in direct

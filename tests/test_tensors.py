@@ -385,3 +385,129 @@ def test_checkpoint_diff_is_a_frozen_value(tmp_path):
     with pytest.raises(AttributeError):
         d.missing = ("x",)  # type: ignore[misc]
     assert d == compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "a.safetensors")
+
+
+# -- byte-identity pass: verdicts the fast path must not change -------------------------------
+def _flip_byte(path: Path, tensor: str, at: int) -> None:
+    """Change one byte of ``tensor``'s data in a safetensors file, in place."""
+    from modeldiff._walk.checkpoint import read_header
+
+    entry = read_header(path)[tensor]
+    offset = entry.start + (at % (entry.end - entry.start))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x01]))
+
+
+def _shard_holding(folder: Path, tensor: str) -> Path:
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    return folder / index["weight_map"][tensor]
+
+
+@pytest.mark.parametrize("layout", ["one file", "sharded", "re-sharded"])
+def test_one_byte_different_is_found_in_exactly_that_tensor(tiny_mlm, tmp_path, layout):
+    tiny_mlm.save_pretrained(tmp_path / "a", **({"max_shard_size": "60KB"}
+                                                 if layout == "sharded" else {}))
+    tiny_mlm.save_pretrained(tmp_path / "b", **({} if layout == "one file"
+                                                 else {"max_shard_size": "60KB"}))
+    target = "distilbert.transformer.layer.0.ffn.lin1.weight"
+    shard = (tmp_path / "b" / "model.safetensors" if layout == "one file"
+             else _shard_holding(tmp_path / "b", target))
+    _flip_byte(shard, target, at=12_345)
+    d = compare_checkpoints(tmp_path / "a", tmp_path / "b")
+    assert [c.name for c in d.changed] == [target]
+    assert d.changed[0].stats.n_changed == 1
+    assert d.identical == d.compared - 1
+    assert not d.missing
+    assert not d.unexpected
+
+
+@pytest.mark.parametrize("where", ["first byte", "last byte", "middle"])
+def test_differences_next_to_tensor_and_chunk_boundaries(tmp_path, where):
+    # Tensors smaller and larger than the read chunk, back to back in one file: a difference
+    # at a tensor's first or last byte shares a chunk with its neighbours, which stay identical.
+    from modeldiff._walk.tensors import READ_CHUNK
+
+    n = READ_CHUNK // 4
+    sd = {"a_small": torch.arange(10, dtype=torch.float32),
+          "b_big": torch.arange(n + 3, dtype=torch.float32),
+          "c_tiny": torch.ones(1),
+          "d_empty": torch.ones(0),
+          "e_big": torch.arange(2 * n, dtype=torch.float32)}
+    save_file(sd, tmp_path / "a.safetensors")
+    for name in sd:
+        if not sd[name].numel():
+            continue
+        b = {k: v.clone() for k, v in sd.items()}
+        flat = b[name].view(-1)
+        i = {"first byte": 0, "last byte": flat.numel() - 1, "middle": flat.numel() // 2}[where]
+        flat[i] += 1
+        save_file(b, tmp_path / "b.safetensors")
+        d = compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+        assert [c.name for c in d.changed] == [name], (name, str(d))
+        assert d.identical == len(sd) - 1
+
+
+def test_a_file_truncated_during_a_comparison_is_a_typed_error_never_a_crash(tmp_path):
+    # A memory-mapped reader dies with SIGBUS when another process truncates the file under
+    # it. Run the race in a child process so a crash shows up as a signal, not a dead suite.
+    import subprocess
+    import sys
+
+    script = r'''
+import os, sys, threading, time
+import torch
+from safetensors.torch import save_file
+from modeldiff import compare_checkpoints
+from modeldiff.errors import CheckpointError
+d = sys.argv[1]
+sd = {f"w{i}": torch.full((2**20,), float(i)) for i in range(8)}  # 32 MB
+save_file(sd, f"{d}/a.safetensors")
+outcomes = {"error": 0, "result": 0}
+for round in range(12):
+    save_file(sd, f"{d}/b.safetensors")
+    size = os.path.getsize(f"{d}/b.safetensors")
+    def cut():
+        time.sleep(0.002 * (round % 6))
+        os.truncate(f"{d}/b.safetensors", size // 3)
+    t = threading.Thread(target=cut)
+    t.start()
+    try:
+        diff = compare_checkpoints(f"{d}/a.safetensors", f"{d}/b.safetensors")
+        outcomes["result"] += 1
+    except CheckpointError as e:
+        assert "b.safetensors" in str(e), e
+        outcomes["error"] += 1
+    t.join()
+print(outcomes)
+'''
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert "'error'" in proc.stdout
+
+
+def test_a_file_rewritten_in_place_with_its_size_is_reported(tmp_path):
+    import threading
+    from time import time_ns
+
+    sd = {f"w{i}": torch.full((2**20,), float(i)) for i in range(8)}
+    save_file(sd, tmp_path / "a.safetensors")
+    save_file(sd, tmp_path / "b.safetensors")
+    # Same size, other bytes, newer mtime: what a writer overwriting the file leaves behind.
+    done = threading.Event()
+
+    def rewrite() -> None:
+        while not done.is_set():
+            os.utime(tmp_path / "b.safetensors", ns=(1, time_ns()))
+
+    t = threading.Thread(target=rewrite)
+    t.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"b\.safetensors .* changed while"):
+            compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    finally:
+        done.set()
+        t.join()
