@@ -350,7 +350,7 @@ def default_classifier() -> tuple[nn.Module, Any]:
     # AutoTokenizer, not BertTokenizerFast(vocab_file=...): in transformers 5 the latter
     # ignores the file and yields a 5-token vocabulary. DistilBERT takes no token_type_ids,
     # so the tokenizer does not make them (as distilbert-base-uncased's does not).
-    tok = AutoTokenizer.from_pretrained(_vocab_folder(),
+    tok = AutoTokenizer.from_pretrained(_vocab_folder(), trust_remote_code=False,
                                         model_input_names=["input_ids", "attention_mask"])
     return model, tok
 
@@ -475,9 +475,15 @@ def _load_model(source: str) -> tuple[nn.Module, bool]:
                               "save_pretrained wrote) or a hub id", path=folder)
     where = str(folder) if folder.is_dir() else source
     try:
-        # trust_remote_code stays off: a repository that needs it fails here.
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            where, output_loading_info=True)
+        # trust_remote_code stays off: a repository that needs it fails here. A folder goes
+        # through the input layer, which validates its config.json first.
+        if folder.is_dir():
+            from modeldiff._inputs import load_pretrained
+
+            model, info = load_pretrained(folder, auto="AutoModelForSequenceClassification")
+        else:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                where, output_loading_info=True, trust_remote_code=False)
     except OSError as e:
         if folder.is_dir():
             raise CheckpointError(f"cannot load a model from {folder}: "
@@ -494,10 +500,10 @@ def _load_model(source: str) -> tuple[nn.Module, bool]:
 
 
 def _load_tokenizer(source: str) -> Any:
-    from transformers import AutoTokenizer
+    from modeldiff._inputs import load_tokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source)
+        return load_tokenizer(source)
     except OSError as e:
         if Path(source).expanduser().is_dir():
             raise CheckpointError(f"no tokenizer in {source}: {str(e).splitlines()[0]}; pass "

@@ -209,19 +209,12 @@ def _cmd_roundtrip(args: argparse.Namespace) -> int:
     folder = Path(args.model).expanduser()
     tokenizer = None
     if folder.is_dir():
-        import transformers
+        from modeldiff._inputs import load_pretrained, load_tokenizer
 
-        from modeldiff._walk.checkpoint import read_config_json
-
-        archs = read_config_json(folder).get("architectures") or ()
-        cls = getattr(transformers, archs[0], None) if archs else None
-        if args.task is not None or cls is None:
-            from modeldiff._inputs import TASKS
-
-            cls = getattr(transformers, TASKS[args.task or "base"])
-        model = cls.from_pretrained(folder)
+        # the input layer validates config.json and never runs the checkpoint's own code
+        model, _ = load_pretrained(folder, task=args.task)
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+            tokenizer = load_tokenizer(folder)
         except (OSError, ValueError, TypeError, KeyError):
             tokenizer = None  # a folder without tokenizer files: seeded token ids instead
     else:
