@@ -33,6 +33,8 @@ import contextlib
 import html
 import itertools
 import os
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +44,12 @@ from typing import TYPE_CHECKING, Any, Union
 import graphviz
 
 from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup
-from modeldiff.errors import GraphvizNotFoundError, InvalidArgumentError, ModelDiffError
+from modeldiff.errors import (
+    GraphvizNotFoundError,
+    GraphvizTimeoutError,
+    InvalidArgumentError,
+    ModelDiffError,
+)
 
 if TYPE_CHECKING:
     from modeldiff._compare import GraphDiff
@@ -716,14 +723,26 @@ def save(obj: Renderable | graphviz.Digraph, path: str | os.PathLike[str],
 
 
 def _pipe(dot: graphviz.Digraph, fmt: str) -> bytes:
+    """``dot -T<fmt>`` on the diagram's source, stopped after
+    :data:`modeldiff.limits.DOT_TIMEOUT_SECONDS` (graphviz's own pipe() has no time limit)."""
+    from modeldiff import limits
+
+    exe = shutil.which(getattr(dot, "engine", None) or "dot")
+    if exe is None:
+        raise GraphvizNotFoundError(fmt)
+    seconds = float(limits.DOT_TIMEOUT_SECONDS)
     try:
-        return dot.pipe(format=fmt)
-    except graphviz.ExecutableNotFound as e:
+        proc = subprocess.run([exe, f"-T{fmt}"], input=dot.source.encode(), capture_output=True,
+                              timeout=seconds, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise GraphvizTimeoutError(fmt, seconds) from e
+    except OSError as e:
         raise GraphvizNotFoundError(fmt) from e
-    except graphviz.CalledProcessError as e:
-        stderr = (e.stderr or b"").decode(errors="replace").strip()
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace").strip()
         raise ModelDiffError(f"Graphviz's dot failed to lay out the diagram as {fmt} "
-                             f"(exit {e.returncode}): {stderr or 'no message'}") from e
+                             f"(exit {proc.returncode}): {stderr[:2000] or 'no message'}")
+    return proc.stdout
 
 
 def _write_atomic(target: Path, data: bytes) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "GraphvizNotFoundError",
+    "GraphvizTimeoutError",
     "HubUnavailableError",
     "InputTypeError",
     "InvalidArgumentError",
@@ -171,6 +172,19 @@ class GraphvizNotFoundError(ModelDiffError, RuntimeError):
             "Install it (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
             "conda: conda install graphviz), or ask for DOT source, which needs no binary."
         )
+
+
+class GraphvizTimeoutError(ModelDiffError, TimeoutError):
+    """Graphviz's ``dot`` ran past :data:`modeldiff.limits.DOT_TIMEOUT_SECONDS` and was
+    stopped. ``seconds`` is the limit that was applied."""
+
+    def __init__(self, fmt: str, seconds: float) -> None:
+        self.format = fmt
+        self.seconds = seconds
+        super().__init__(
+            f"Graphviz's dot did not lay out the diagram as {fmt} within {seconds:g} s and was "
+            "stopped. Render less of the model (depth=, fold=True), ask for DOT source (no "
+            "layout needed), or raise modeldiff.limits.DOT_TIMEOUT_SECONDS.")
 
 
 class ReprParseError(ModelDiffError, ValueError):

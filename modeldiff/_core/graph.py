@@ -314,7 +314,7 @@ def repeat_groups(parent: str, numbered: Iterable[tuple[str, int, str]]) -> list
 def _child_index(name: str) -> int | None:
     """The number of a numbered child (``"3"``); None for other names, and for digits that
     are not decimal numbers (``"²".isdigit()`` is true, ``int("²")`` fails)."""
-    if not name.isdecimal():
+    if not name.isdecimal() or len(name) > 18:  # past 18 digits: not an index (int limit)
         return None
     return int(name)
 
@@ -386,6 +386,7 @@ class ModelGraph:
     source: str = field(default="", compare=False)
     _index: dict[str, Node] = field(default_factory=dict, init=False, repr=False, compare=False)
     _nx: Any = field(default=None, init=False, repr=False, compare=False)
+    _kids: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = self._index
@@ -431,8 +432,14 @@ class ModelGraph:
     def children(self, path: str) -> tuple[tuple[str, Node], ...]:
         """``(name, node)`` of the direct children of ``path``, in definition order."""
         owner = self[path].path
-        return tuple((name, self._index[child]) for parent, name, child in self.contains
-                     if parent == owner)
+        kids = self._kids
+        if kids is None:  # one pass over the edges, not one per call: summaries stay linear
+            kids = {}
+            for parent, name, child in self.contains:
+                kids.setdefault(parent, []).append((name, self._index[child]))
+            kids = {k: tuple(v) for k, v in kids.items()}
+            object.__setattr__(self, "_kids", kids)
+        return kids.get(owner, ())
 
     def tensors(self) -> Iterator[tuple[str, Node, Tensor]]:
         """``(full_name, node, tensor)`` for every tensor at its primary path."""
