@@ -33,8 +33,6 @@ import contextlib
 import html
 import itertools
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,13 +41,9 @@ from typing import TYPE_CHECKING, Any, Union
 
 import graphviz
 
-from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup
-from modeldiff.errors import (
-    GraphvizNotFoundError,
-    GraphvizTimeoutError,
-    InvalidArgumentError,
-    ModelDiffError,
-)
+from modeldiff import limits
+from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup, recursion_room
+from modeldiff.errors import GraphvizNotFoundError, InvalidArgumentError, ModelDiffError
 
 if TYPE_CHECKING:
     from modeldiff._compare import GraphDiff
@@ -159,23 +153,25 @@ def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = Tr
                                    "'TB', 'LR', 'BT' or 'RL'")
     if depth is not None and (not isinstance(depth, int) or depth < 0):
         raise InvalidArgumentError("render(depth=...)", depth, "a non-negative int or None")
-    if isinstance(obj, ModelGraph):
-        root = _ModelView(obj, depth=depth, fold_repeats=fold_repeats).build()
-        caption = title if title is not None else _model_caption(obj)
-        ties: list[_Tie] = _ModelView.tie_edges(obj, root)
-    elif _is_diff(obj):
-        view = _DiffView(obj, depth=depth, fold_repeats=fold_repeats,
-                         fold_unchanged=fold_unchanged)
-        root = view.build()
-        caption = title if title is not None else view.caption()
-        ties = []
-    else:
-        from modeldiff.errors import InputTypeError
+    # The views recurse once per nesting level; a 2,000-deep module tree needs room.
+    with recursion_room(limits.MAX_WALK_DEPTH):
+        if isinstance(obj, ModelGraph):
+            root = _ModelView(obj, depth=depth, fold_repeats=fold_repeats).build()
+            caption = title if title is not None else _model_caption(obj)
+            ties: list[_Tie] = _ModelView.tie_edges(obj, root)
+        elif _is_diff(obj):
+            view = _DiffView(obj, depth=depth, fold_repeats=fold_repeats,
+                             fold_unchanged=fold_unchanged)
+            root = view.build()
+            caption = title if title is not None else view.caption()
+            ties = []
+        else:
+            from modeldiff.errors import InputTypeError
 
-        raise InputTypeError("render(obj)", obj, "a ModelGraph (from walk) or a GraphDiff "
-                             "(from diff)")
-    return _emit(root, caption=caption, ties=ties, direction=direction,
-                 diff=not isinstance(obj, ModelGraph))
+            raise InputTypeError("render(obj)", obj, "a ModelGraph (from walk) or a GraphDiff "
+                                 "(from diff)")
+        return _emit(root, caption=caption, ties=ties, direction=direction,
+                     diff=not isinstance(obj, ModelGraph))
 
 
 def _is_diff(obj: object) -> bool:
@@ -725,7 +721,11 @@ def save(obj: Renderable | graphviz.Digraph, path: str | os.PathLike[str],
 def _pipe(dot: graphviz.Digraph, fmt: str) -> bytes:
     """``dot -T<fmt>`` on the diagram's source, stopped after
     :data:`modeldiff.limits.DOT_TIMEOUT_SECONDS` (graphviz's own pipe() has no time limit)."""
+    import shutil
+    import subprocess
+
     from modeldiff import limits
+    from modeldiff.errors import GraphvizTimeoutError
 
     exe = shutil.which(getattr(dot, "engine", None) or "dot")
     if exe is None:

@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -55,6 +56,7 @@ __all__ = [
     "Tensor",
     "Tie",
     "Totals",
+    "recursion_room",
     "repeat_groups",
 ]
 
@@ -309,6 +311,27 @@ def repeat_groups(parent: str, numbered: Iterable[tuple[str, int, str]]) -> list
     if len(run) > 1:
         out.append(RepeatGroup(parent=parent, paths=tuple(run), cls=cls))
     return out
+
+
+@contextlib.contextmanager
+def recursion_room(levels: int) -> Iterator[None]:
+    """Raise Python's recursion limit, for the ``with`` block, so that code recursing once
+    per module nesting level has room for ``levels`` more levels (two frames each) above
+    the current stack. Python-to-Python calls use no C stack (3.11+), so this is safe."""
+    old = sys.getrecursionlimit()
+    depth = 0
+    frame = sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    need = depth + 2 * levels + 200
+    if need > old:
+        sys.setrecursionlimit(need)
+    try:
+        yield
+    finally:
+        if need > old:
+            sys.setrecursionlimit(old)
 
 
 def _child_index(name: str) -> int | None:
@@ -614,8 +637,12 @@ def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:
             folded.setdefault(r.paths[0], r)
     hidden: set[str] = set()
     rows: list[tuple[str, str, str, str]] = []
-
-    def visit(path: str, indent: int) -> None:
+    # depth-first with an explicit stack: a 2,000-level module tree is fine
+    stack: list[tuple[str, int]] = [("", 0)]
+    while stack:
+        path, indent = stack.pop()
+        if path in hidden:  # folded into its group, whose first member came before it
+            continue
         node = g[path]
         group = folded.get(path)
         if group is not None:
@@ -628,13 +655,11 @@ def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:
         rows.append(("  " * indent + label, node.cls, format_attrs(key_attrs(node.attrs), limit=4),
                      count))
         if depth is not None and indent >= depth:
-            return
-        for name, child in g.children(path):
-            if child.path in hidden or child.path != _join(path, name):
-                continue  # folded into a group, or an alias shown at its first path
-            visit(child.path, indent + 1)
+            continue
+        kids = [child.path for name, child in g.children(path)
+                if child.path == _join(path, name)]  # an alias is shown at its first path
+        stack.extend((k, indent + 1) for k in reversed(kids))  # pop in definition order
 
-    visit("", 0)
     t = g.totals
     header = ("module", "class", "attributes", "params")
     widths = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]

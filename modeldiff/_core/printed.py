@@ -39,11 +39,19 @@ This module never imports torch.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 
 from modeldiff import limits
-from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup, Tensor, Totals, repeat_groups
+from modeldiff._core.graph import (
+    Kind,
+    ModelGraph,
+    Node,
+    RepeatGroup,
+    Tensor,
+    Totals,
+    recursion_room,
+    repeat_groups,
+)
 from modeldiff.errors import InputTypeError, ReprParseError
 from modeldiff.kinds import lookup, parse_attrs, tensor_shapes
 
@@ -142,26 +150,9 @@ at line 2, column 28: '(0): Linear(in_features=4'
                                         "(binary data, or a file read with the wrong encoding)")
     # The parser and builder recurse once per nesting level, capped by MAX_PRINTED_DEPTH;
     # room for that cap is made here, so raising the limit never ends in RecursionError.
-    need = 3 * limits.MAX_PRINTED_DEPTH + 200 + len(_frames())
-    old = sys.getrecursionlimit()
-    if need > old:
-        sys.setrecursionlimit(need)
-    try:
+    with recursion_room(limits.MAX_PRINTED_DEPTH):
         root = parser.parse()
         return _Builder(parser).build(root)
-    finally:
-        if need > old:
-            sys.setrecursionlimit(old)
-
-
-def _frames() -> list[None]:
-    """One entry per frame on the stack (its depth, cheaply)."""
-    out = []
-    f = sys._getframe()
-    while f is not None:
-        out.append(None)
-        f = f.f_back  # type: ignore[assignment]
-    return out
 
 
 class _Parser:
