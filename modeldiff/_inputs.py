@@ -24,20 +24,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modeldiff import limits
 from modeldiff._core.graph import ModelGraph
 from modeldiff.errors import (
+    CheckpointError,
     ConfigError,
     HubUnavailableError,
     InputTypeError,
     InvalidArgumentError,
+    ModelDiffError,
     NotMaterializedError,
+    RemoteCodeError,
     UnknownModelTypeError,
     UnsupportedTaskError,
 )
 from modeldiff.kinds import suggest
 
-__all__ = ["TASKS", "Task", "as_graph", "build_model", "load_model", "load_tokenizer",
-           "output_file", "output_folder", "task_pair", "walk", "weight_source"]
+__all__ = ["TASKS", "Task", "as_graph", "build_model", "check_config_values", "load_model",
+           "load_tokenizer", "model_class", "output_file", "output_folder", "task_pair", "walk",
+           "weight_source"]
 
 Task = str | None | tuple[str | None, str | None]
 
@@ -187,42 +192,147 @@ def _walk_hub(model_id: str, *, task: str | None) -> ModelGraph:
         # trust_remote_code is never turned on for the user: a repo that needs it fails here.
         config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
     except OSError as e:
-        raise HubUnavailableError(model_id, str(e).splitlines()[0]) from e
+        raise HubUnavailableError(model_id, (str(e).splitlines() or [""])[0]) from e
     except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise RemoteCodeError(repr(model_id)) from e
         raise ConfigError(f"config of {model_id!r} cannot be used: {e}") from e
+    check_config_values(config.to_dict(), where=repr(model_id))
     return _walk_config(config, task=task, source=f"{model_id} (hub config, built on meta)")
 
 
 def _walk_folder(folder: Path, *, task: str | None) -> ModelGraph:
-    from modeldiff._walk.checkpoint import read_config_json
-
-    raw = read_config_json(folder)  # validates existence and JSON before transformers sees it
-    model_type = raw.get("model_type")
-    cfg_path = folder / "config.json"
-    if not isinstance(model_type, str):
-        raise ConfigError(f"{cfg_path} has no \"model_type\" field; transformers needs it to "
-                          "choose the model class", path=cfg_path)
-    known = model_types()
-    if model_type not in known:
-        raise UnknownModelTypeError(model_type, suggestions=suggest(model_type, known),
-                                    path=cfg_path)
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.for_model(model_type, **{k: v for k, v in raw.items()
-                                                       if k != "model_type"})
-    except (ValueError, TypeError, KeyError) as e:
-        raise ConfigError(f"{cfg_path} cannot be read by transformers: {e}", path=cfg_path) from e
-    arch = None
-    if task is None:
-        archs = raw.get("architectures") or ()
-        arch = archs[0] if archs and isinstance(archs[0], str) else None
+    config, arch = _folder_config(folder, task=task)
     model = build_model(config, task=task, architecture=arch)
     from modeldiff._walk.checkpoint import read_tensor_index
     from modeldiff._walk.walker import walk_module
 
     overlay = read_tensor_index(folder)
     return walk_module(model, source=f"{folder} (built on meta)", overlay=overlay)
+
+
+def _folder_config(folder: Path, *, task: str | None) -> tuple[Any, str | None]:
+    """(config object, architecture name or None) of a checkpoint folder, from a validated
+    ``config.json``: nothing of it reaches transformers before its values are checked."""
+    from modeldiff._walk.checkpoint import read_config_json
+
+    raw = read_config_json(folder)  # a regular file, size- and depth-capped JSON object
+    cfg_path = folder / "config.json"
+    model_type = raw.get("model_type")
+    if not isinstance(model_type, str):
+        if "auto_map" in raw:
+            raise RemoteCodeError(str(cfg_path), path=cfg_path)
+        raise ConfigError(f"{cfg_path} has no \"model_type\" field; transformers needs it to "
+                          "choose the model class", path=cfg_path)
+    known = model_types()
+    if model_type not in known:
+        if "auto_map" in raw:
+            raise RemoteCodeError(str(cfg_path), path=cfg_path)
+        raise UnknownModelTypeError(model_type[:200], suggestions=suggest(model_type, known),
+                                    path=cfg_path)
+    check_config_values(raw, where=str(cfg_path), path=cfg_path)
+    archs = raw.get("architectures")
+    if archs is not None and (not isinstance(archs, list) or
+                              not all(isinstance(a, str) for a in archs)):
+        raise ConfigError(f"{cfg_path}: \"architectures\" must be a list of class names, got "
+                          f"{str(archs)[:80]}", path=cfg_path)
+    arch = None
+    if task is None and archs:
+        arch = archs[0]
+        model_class(arch, where=str(cfg_path))  # refuse anything but a model class at once
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.for_model(model_type, **{k: v for k, v in raw.items()
+                                                       if k != "model_type"})
+    except ModelDiffError:
+        raise
+    except Exception as e:  # whatever transformers' own validation raises, it is the file's
+        raise ConfigError(f"{cfg_path} cannot be read by transformers: {type(e).__name__}: "
+                          f"{(str(e).splitlines() or [''])[0][:500]}", path=cfg_path) from e
+    return config, arch
+
+
+# config.json keys that size a model, by the limit that bounds them. Keys are matched at
+# every nesting level (text_config, vision_config, encoder ...).
+_SIZE_KEYS: Mapping[str, str] = {
+    **dict.fromkeys(("num_hidden_layers", "n_layer", "n_layers", "num_layers", "encoder_layers",
+                     "decoder_layers", "num_encoder_layers", "num_decoder_layers",
+                     "decoder_num_layers", "num_hidden_groups"), "MAX_CONFIG_LAYERS"),
+    **dict.fromkeys(("hidden_size", "intermediate_size", "d_model", "n_embd", "dim",
+                     "hidden_dim", "d_ff", "n_inner", "encoder_ffn_dim", "decoder_ffn_dim",
+                     "embedding_size", "d_kv", "head_dim", "ffn_dim", "projection_dim",
+                     "moe_intermediate_size", "num_experts", "num_local_experts",
+                     "word_embed_proj_dim"), "MAX_CONFIG_WIDTH"),
+    **dict.fromkeys(("num_attention_heads", "n_head", "n_heads", "num_heads",
+                     "num_key_value_heads", "encoder_attention_heads",
+                     "decoder_attention_heads"), "MAX_CONFIG_HEADS"),
+    **dict.fromkeys(("vocab_size",), "MAX_CONFIG_VOCAB"),
+    **dict.fromkeys(("max_position_embeddings", "n_positions", "n_ctx",
+                     "max_seq_len"), "MAX_CONFIG_POSITIONS"),
+}
+# Layer counts may be 0 (an encoder-decoder config with no decoder layers); other sizes not.
+_MAY_BE_ZERO = frozenset(k for k, v in _SIZE_KEYS.items() if v == "MAX_CONFIG_LAYERS")
+
+
+def check_config_values(raw: Mapping[str, Any], *, where: str,
+                        path: Path | str | None = None) -> None:
+    """Refuse a config dict whose sizes are not integers within :mod:`modeldiff.limits`
+    (``num_hidden_layers``, ``hidden_size``, ``vocab_size`` ...), before any model is built:
+    a 200-byte ``config.json`` asking for 200,000 layers is a :class:`ConfigError`, not a
+    machine brought to its knees. ``null`` is allowed (transformers fills in a default).
+
+    >>> check_config_values({"num_hidden_layers": 12, "hidden_size": 768}, where="config.json")
+    >>> check_config_values({"num_hidden_layers": 200_000}, where="config.json")
+    Traceback (most recent call last):
+    ...
+    modeldiff.errors.ConfigError: config.json: num_hidden_layers = 200,000 is more than ...
+    """
+    stack: list[tuple[Mapping[str, Any], str]] = [(raw, "")]
+    while stack:
+        mapping, prefix = stack.pop()
+        for key, value in mapping.items():
+            if isinstance(value, Mapping):
+                stack.append((value, f"{prefix}{key}."))
+                continue
+            limit = _SIZE_KEYS.get(key)
+            if limit is None or value is None:
+                continue
+            name = f"{prefix}{key}"
+            if type(value) is not int:
+                raise ConfigError(f"{where}: {name} must be an integer, got "
+                                  f"{type(value).__name__} {str(value)[:40]}", path=path)
+            low = 0 if key in _MAY_BE_ZERO else 1
+            cap = getattr(limits, limit)
+            if value < low:
+                raise ConfigError(f"{where}: {name} = {value:,} must be at least {low}",
+                                  path=path)
+            if value > cap:
+                raise ConfigError(f"{where}: {name} = {value:,} is more than any real model "
+                                  f"needs ({limits.hint(limit)})", path=path)
+
+
+def model_class(name: str, *, where: str) -> Any:
+    """The transformers model class ``name`` names (``"BertForMaskedLM"``), or None when
+    transformers has no such name (a custom architecture: the task's auto class is used).
+    Any other attribute of transformers (a function, a tokenizer, an auto class) is a
+    :class:`ConfigError`: ``architectures`` never reaches anything but a model class."""
+    import transformers
+
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        raise ConfigError(f"{where}: architectures names {str(name)[:80]!r}, which is not a "
+                          "class name")
+    try:
+        obj = getattr(transformers, name, None)
+    except Exception:  # a lazy attribute whose import fails (a missing optional backend)
+        obj = None
+    if obj is None:
+        return None
+    if not (isinstance(obj, type) and issubclass(obj, transformers.PreTrainedModel)):
+        raise ConfigError(f"{where}: architectures names {name!r}, which is not a model class "
+                          "of transformers (a PreTrainedModel subclass); fix the config or "
+                          "pass task=")
+    return obj
 
 
 # -- configs ---------------------------------------------------------------------------------
@@ -256,7 +366,7 @@ def build_model(config: Any, *, task: str | None = None, architecture: str | Non
     config = copy.deepcopy(config)
     cls: Any = None
     if architecture is not None:
-        cls = getattr(transformers, architecture, None)
+        cls = model_class(architecture, where="build_model(architecture)")
     if cls is None:
         name = task or "base"
         if name not in TASKS:
@@ -267,9 +377,14 @@ def build_model(config: Any, *, task: str | None = None, architecture: str | Non
     try:
         with torch.device(device):
             if hasattr(cls, "from_config"):
-                return cls.from_config(config)
+                return cls.from_config(config, trust_remote_code=False) \
+                    if cls.__name__.startswith("Auto") else cls.from_config(config)
             return cls(config)
+    except ModelDiffError:
+        raise
     except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise RemoteCodeError(f"a {type(config).__name__}") from e
         if "Unrecognized configuration class" in str(e):
             offered = _tasks_for(config)
             raise UnsupportedTaskError(
@@ -277,6 +392,13 @@ def build_model(config: Any, *, task: str | None = None, architecture: str | Non
                 f"in transformers; it offers: {', '.join(offered) or 'none of the mapped tasks'}",
                 task=task or "base", choices=offered) from e
         raise ConfigError(f"cannot build a {config.model_type} model from this config: {e}") from e
+    except (TypeError, KeyError, AttributeError, IndexError, ZeroDivisionError,
+            AssertionError, OverflowError, RuntimeError, NotImplementedError) as e:
+        # the config's values broke the model's own constructor (heads that do not divide the
+        # width, a size of the wrong type): the config is at fault, say so
+        raise ConfigError(f"cannot build a {getattr(config, 'model_type', '?')} model from this "
+                          f"config: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+                          ) from e
 
 
 def _tasks_for(config: Any) -> tuple[str, ...]:
@@ -327,20 +449,21 @@ def load_model(source: str | os.PathLike[str], *, task: str | None = None,
     hub_advice = {"instead": instead} if instead else {}
     import transformers
 
-    from modeldiff._walk.checkpoint import read_config_json, read_tensor_index
-    from modeldiff.errors import CheckpointError
+    from modeldiff._walk.checkpoint import read_tensor_index
 
     text = os.fspath(source)
     folder = Path(text).expanduser()
+    arch: str | None = None
     if folder.is_dir():
-        raw = read_config_json(folder)
-        read_tensor_index(folder)  # corrupt or truncated weights: CheckpointError, here
+        # config.json validated (values, architectures) and weight headers read before
+        # transformers sees the folder: corrupt or truncated weights are a CheckpointError here
+        _, arch = _folder_config(folder, task=task if task or auto_class else None)
+        read_tensor_index(folder)
         where = str(folder)
     elif _looks_like_path(text) or folder.exists():
         raise CheckpointError(f"no such folder: {folder}; pass a checkpoint folder (the one "
                               "save_pretrained wrote) or a hub id", path=folder)
     else:
-        raw = {}
         where = text
         _hub_reachable(text, **hub_advice)
     cls: Any = None
@@ -352,11 +475,8 @@ def load_model(source: str | os.PathLike[str], *, task: str | None = None,
                                        task=task, choices=tuple(TASKS))
         cls = getattr(transformers, TASKS[task])
     else:
-        archs = raw.get("architectures") or ()
-        name = archs[0] if archs and isinstance(archs[0], str) else None
-        candidate = getattr(transformers, name, None) if name else None
-        is_model = isinstance(candidate, type) and issubclass(candidate, transformers.PreTrainedModel)
-        cls = candidate if is_model else transformers.AutoModel
+        named = model_class(arch, where=str(folder / "config.json")) if arch else None
+        cls = named if named is not None else transformers.AutoModel
     try:
         model, info = cls.from_pretrained(where, output_loading_info=True,
                                           trust_remote_code=False)
@@ -367,6 +487,8 @@ def load_model(source: str | os.PathLike[str], *, task: str | None = None,
         raise HubUnavailableError(text, str(e).splitlines()[0], **hub_advice) from e
     except ValueError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "trust_remote_code" in str(e):
+            raise RemoteCodeError(where, path=folder if folder.is_dir() else None) from e
         if "Unrecognized configuration class" in str(e):
             raise UnsupportedTaskError(f"{where} holds a model type with no {task or auto_class} "
                                        f"head in transformers: {first}",
@@ -382,7 +504,6 @@ def load_tokenizer(source: str | os.PathLike[str], *, instead: str | None = None
     """The tokenizer saved in a checkpoint folder (or a hub id). A folder without tokenizer
     files is a :class:`~modeldiff.errors.CheckpointError` that says to pass ``tokenizer=``:
     modeldiff never makes one up."""
-    from modeldiff.errors import CheckpointError
 
     text = os.fspath(source)
     folder = Path(text).expanduser()
@@ -404,6 +525,8 @@ def load_tokenizer(source: str | os.PathLike[str], *, instead: str | None = None
         return AutoTokenizer.from_pretrained(text, trust_remote_code=False)
     except (OSError, ValueError, ImportError, KeyError, TypeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "trust_remote_code" in str(e):
+            raise RemoteCodeError(text, path=folder if folder.is_dir() else None) from e
         if folder.is_dir():
             raise CheckpointError(f"cannot load the tokenizer in {folder}: {first}; pass "
                                   "tokenizer= explicitly", path=folder) from e

@@ -356,7 +356,7 @@ def default_classifier() -> tuple[nn.Module, Any]:
     # AutoTokenizer, not BertTokenizerFast(vocab_file=...): in transformers 5 the latter
     # ignores the file and yields a 5-token vocabulary. DistilBERT takes no token_type_ids,
     # so the tokenizer does not make them (as distilbert-base-uncased's does not).
-    tok = AutoTokenizer.from_pretrained(_vocab_folder(),
+    tok = AutoTokenizer.from_pretrained(_vocab_folder(), trust_remote_code=False,
                                         model_input_names=["input_ids", "attention_mask"])
     return model, tok
 

@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 import graphviz
 
-from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup
+from modeldiff import limits
+from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup, recursion_room
 from modeldiff.errors import GraphvizNotFoundError, InvalidArgumentError, ModelDiffError
 
 if TYPE_CHECKING:
@@ -158,23 +159,25 @@ def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = Tr
         from modeldiff._inputs import as_graph
 
         obj = as_graph(obj)
-    if isinstance(obj, ModelGraph):
-        root = _ModelView(obj, depth=depth, fold_repeats=fold_repeats).build()
-        caption = title if title is not None else _model_caption(obj)
-        ties: list[_Tie] = _ModelView.tie_edges(obj, root)
-    elif _is_diff(obj):
-        view = _DiffView(obj, depth=depth, fold_repeats=fold_repeats,
-                         fold_unchanged=fold_unchanged)
-        root = view.build()
-        caption = title if title is not None else view.caption()
-        ties = []
-    else:
-        from modeldiff.errors import InputTypeError
+    # The views recurse once per nesting level; a 2,000-deep module tree needs room.
+    with recursion_room(limits.MAX_WALK_DEPTH):
+        if isinstance(obj, ModelGraph):
+            root = _ModelView(obj, depth=depth, fold_repeats=fold_repeats).build()
+            caption = title if title is not None else _model_caption(obj)
+            ties: list[_Tie] = _ModelView.tie_edges(obj, root)
+        elif _is_diff(obj):
+            view = _DiffView(obj, depth=depth, fold_repeats=fold_repeats,
+                             fold_unchanged=fold_unchanged)
+            root = view.build()
+            caption = title if title is not None else view.caption()
+            ties = []
+        else:
+            from modeldiff.errors import InputTypeError
 
-        raise InputTypeError("render(obj)", obj, "a ModelGraph (from walk) or a GraphDiff "
-                             "(from diff)")
-    return _emit(root, caption=caption, ties=ties, direction=direction,
-                 diff=not isinstance(obj, ModelGraph))
+            raise InputTypeError("render(obj)", obj, "a ModelGraph (from walk) or a GraphDiff "
+                                 "(from diff)")
+        return _emit(root, caption=caption, ties=ties, direction=direction,
+                     diff=not isinstance(obj, ModelGraph))
 
 
 def _is_diff(obj: object) -> bool:
@@ -811,14 +814,30 @@ def save(obj: Renderable | graphviz.Digraph, path: str | os.PathLike[str],
 
 
 def _pipe(dot: graphviz.Digraph, fmt: str) -> bytes:
+    """``dot -T<fmt>`` on the diagram's source, stopped after
+    :data:`modeldiff.limits.DOT_TIMEOUT_SECONDS` (graphviz's own pipe() has no time limit)."""
+    import shutil
+    import subprocess
+
+    from modeldiff import limits
+    from modeldiff.errors import GraphvizTimeoutError
+
+    exe = shutil.which(getattr(dot, "engine", None) or "dot")
+    if exe is None:
+        raise GraphvizNotFoundError(fmt)
+    seconds = float(limits.DOT_TIMEOUT_SECONDS)
     try:
-        return dot.pipe(format=fmt)
-    except graphviz.ExecutableNotFound as e:
+        proc = subprocess.run([exe, f"-T{fmt}"], input=dot.source.encode(), capture_output=True,
+                              timeout=seconds, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise GraphvizTimeoutError(fmt, seconds) from e
+    except OSError as e:
         raise GraphvizNotFoundError(fmt) from e
-    except graphviz.CalledProcessError as e:
-        stderr = (e.stderr or b"").decode(errors="replace").strip()
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace").strip()
         raise ModelDiffError(f"Graphviz's dot failed to lay out the diagram as {fmt} "
-                             f"(exit {e.returncode}): {stderr or 'no message'}") from e
+                             f"(exit {proc.returncode}): {stderr[:2000] or 'no message'}")
+    return proc.stdout
 
 
 def _write_atomic(target: Path, data: bytes) -> None:

@@ -23,12 +23,16 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "GraphvizNotFoundError",
+    "GraphvizTimeoutError",
     "HubUnavailableError",
     "InputTypeError",
     "InvalidArgumentError",
+    "ModelCodeError",
     "ModelDiffError",
+    "ModuleWalkError",
     "NotMaterializedError",
     "OutputError",
+    "RemoteCodeError",
     "ReprParseError",
     "RoundTripError",
     "SchemaError",
@@ -87,6 +91,23 @@ class UnknownModelTypeError(ConfigError):
             "(see transformers.CONFIG_MAPPING for the full list)",
             path=path,
         )
+
+
+class RemoteCodeError(ConfigError):
+    """A checkpoint needs Python code of its own (``auto_map``, ``trust_remote_code``).
+
+    modeldiff never runs code that comes with a checkpoint: it passes
+    ``trust_remote_code=False`` on every path into transformers, so this is refused, never
+    prompted for.
+    """
+
+    def __init__(self, source: str, *, path: Path | str | None = None) -> None:
+        self.source = source
+        super().__init__(
+            f"{source} needs custom code that ships with the checkpoint (its config has an "
+            "auto_map, or its model_type is not one transformers knows). modeldiff never runs "
+            "code from a checkpoint (trust_remote_code=False). Load the model yourself, after "
+            "reading that code, and pass the nn.Module.", path=path)
 
 
 class UnsupportedTaskError(ModelDiffError, ValueError):
@@ -154,6 +175,19 @@ class GraphvizNotFoundError(ModelDiffError, RuntimeError):
         )
 
 
+class GraphvizTimeoutError(ModelDiffError, TimeoutError):
+    """Graphviz's ``dot`` ran past :data:`modeldiff.limits.DOT_TIMEOUT_SECONDS` and was
+    stopped. ``seconds`` is the limit that was applied."""
+
+    def __init__(self, fmt: str, seconds: float) -> None:
+        self.format = fmt
+        self.seconds = seconds
+        super().__init__(
+            f"Graphviz's dot did not lay out the diagram as {fmt} within {seconds:g} s and was "
+            "stopped. Render less of the model (depth=, fold=True), ask for DOT source (no "
+            "layout needed), or raise modeldiff.limits.DOT_TIMEOUT_SECONDS.")
+
+
 class ReprParseError(ModelDiffError, ValueError):
     """Printed model text (``print(model)``) could not be parsed.
 
@@ -176,6 +210,32 @@ class RoundTripError(ModelDiffError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ModuleWalkError(ModelDiffError, TypeError):
+    """A live module cannot be walked: something in its ``_modules`` is not a module, its
+    tree is nested past :data:`modeldiff.limits.MAX_WALK_DEPTH`, or a tensor slot holds a
+    non-tensor. ``path`` is the dotted path of the module where it was found."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class ModelCodeError(ModelDiffError, RuntimeError):
+    """The model's own code (its ``save_pretrained``, its ``forward``) raised.
+
+    Not a problem of modeldiff nor of the disk: ``model`` is the class name, ``during`` the
+    method that raised; the original exception is ``__cause__``.
+    """
+
+    def __init__(self, model: str, during: str, error: BaseException) -> None:
+        self.model = model
+        self.during = during
+        first = (str(error).splitlines() or [""])[0]
+        super().__init__(f"{model}.{during} raised {type(error).__name__}: {first[:500]} "
+                         "(this is the model's own code, not modeldiff or the disk; see the "
+                         "chained traceback)")
 
 
 # -- pipeline --------------------------------------------------------------------------------

@@ -292,12 +292,19 @@ def _split_top(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+# extra_repr text longer than this is kept as one "extra_repr" attribute, unparsed.
+_MAX_PARSED_TEXT = 100_000
+# literal_eval builds an AST several times the text's size: longer values stay text.
+_MAX_LITERAL = 10_000
+
 _VALUE_SHORTCUTS: dict[str, AttrValue] = {"True": True, "False": False, "None": None}
 
 
 def _value(text: str) -> AttrValue:
     if text in _VALUE_SHORTCUTS:
         return _VALUE_SHORTCUTS[text]
+    if len(text) > _MAX_LITERAL:
+        return text
     try:
         v = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -339,6 +346,12 @@ def parse_attrs(spec: KindSpec, text: str) -> tuple[tuple[str, AttrValue], ...]:
     text = text.strip()
     if not text:
         return ()
+    if len(text) > _MAX_PARSED_TEXT:
+        # Far longer than any real extra_repr: kept whole, not split into (possibly millions
+        # of) attributes or handed to literal_eval, so time and memory stay linear.
+        return (("extra_repr", text),)
+    if len(text) > 4096:  # not cached: the cache would hold on to large texts
+        return _parse_cached.__wrapped__(spec, text)
     return _parse_cached(spec, text)
 
 

@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -55,6 +56,7 @@ __all__ = [
     "Tensor",
     "Tie",
     "Totals",
+    "recursion_room",
     "repeat_groups",
 ]
 
@@ -311,10 +313,31 @@ def repeat_groups(parent: str, numbered: Iterable[tuple[str, int, str]]) -> list
     return out
 
 
+@contextlib.contextmanager
+def recursion_room(levels: int) -> Iterator[None]:
+    """Raise Python's recursion limit, for the ``with`` block, so that code recursing once
+    per module nesting level has room for ``levels`` more levels (two frames each) above
+    the current stack. Python-to-Python calls use no C stack (3.11+), so this is safe."""
+    old = sys.getrecursionlimit()
+    depth = 0
+    frame = sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    need = depth + 2 * levels + 200
+    if need > old:
+        sys.setrecursionlimit(need)
+    try:
+        yield
+    finally:
+        if need > old:
+            sys.setrecursionlimit(old)
+
+
 def _child_index(name: str) -> int | None:
     """The number of a numbered child (``"3"``); None for other names, and for digits that
     are not decimal numbers (``"²".isdigit()`` is true, ``int("²")`` fails)."""
-    if not name.isdecimal():
+    if not name.isdecimal() or len(name) > 18:  # past 18 digits: not an index (int limit)
         return None
     return int(name)
 
@@ -386,6 +409,7 @@ class ModelGraph:
     source: str = field(default="", compare=False)
     _index: dict[str, Node] = field(default_factory=dict, init=False, repr=False, compare=False)
     _nx: Any = field(default=None, init=False, repr=False, compare=False)
+    _kids: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = self._index
@@ -431,8 +455,14 @@ class ModelGraph:
     def children(self, path: str) -> tuple[tuple[str, Node], ...]:
         """``(name, node)`` of the direct children of ``path``, in definition order."""
         owner = self[path].path
-        return tuple((name, self._index[child]) for parent, name, child in self.contains
-                     if parent == owner)
+        kids = self._kids
+        if kids is None:  # one pass over the edges, not one per call: summaries stay linear
+            kids = {}
+            for parent, name, child in self.contains:
+                kids.setdefault(parent, []).append((name, self._index[child]))
+            kids = {k: tuple(v) for k, v in kids.items()}
+            object.__setattr__(self, "_kids", kids)
+        return kids.get(owner, ())
 
     def tensors(self) -> Iterator[tuple[str, Node, Tensor]]:
         """``(full_name, node, tensor)`` for every tensor at its primary path."""
@@ -610,8 +640,12 @@ def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:
             folded.setdefault(r.paths[0], r)
     hidden: set[str] = set()
     rows: list[tuple[str, str, str, str]] = []
-
-    def visit(path: str, indent: int) -> None:
+    # depth-first with an explicit stack: a 2,000-level module tree is fine
+    stack: list[tuple[str, int]] = [("", 0)]
+    while stack:
+        path, indent = stack.pop()
+        if path in hidden:  # folded into its group, whose first member came before it
+            continue
         node = g[path]
         group = folded.get(path)
         if group is not None:
@@ -624,13 +658,11 @@ def _summary(g: ModelGraph, *, depth: int | None, fold: bool) -> str:
         rows.append(("  " * indent + label, node.cls, format_attrs(key_attrs(node.attrs), limit=4),
                      count))
         if depth is not None and indent >= depth:
-            return
-        for name, child in g.children(path):
-            if child.path in hidden or child.path != _join(path, name):
-                continue  # folded into a group, or an alias shown at its first path
-            visit(child.path, indent + 1)
+            continue
+        kids = [child.path for name, child in g.children(path)
+                if child.path == _join(path, name)]  # an alias is shown at its first path
+        stack.extend((k, indent + 1) for k in reversed(kids))  # pop in definition order
 
-    visit("", 0)
     t = g.totals
     header = ("module", "class", "attributes", "params")
     widths = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]

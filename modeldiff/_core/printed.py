@@ -41,7 +41,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup, Tensor, Totals, repeat_groups
+from modeldiff import limits
+from modeldiff._core.graph import (
+    Kind,
+    ModelGraph,
+    Node,
+    RepeatGroup,
+    Tensor,
+    Totals,
+    recursion_room,
+    repeat_groups,
+)
 from modeldiff._core.pasted import find_prints
 from modeldiff.errors import InputTypeError, ReprParseError
 from modeldiff.kinds import lookup, parse_attrs, tensor_shapes
@@ -56,8 +66,17 @@ _NAME = re.compile(r"[^\W\d]\w*")
 # module names: never empty, never holding whitespace or parentheses.
 _CHILD = re.compile(r"\(([^()\s]+)\):\s*(?:([0-9]+) x\s+)?")
 _FOLD_KEY = re.compile(r"([0-9]+)-([0-9]+)\Z")
+# Numbers in keys and counts longer than this cannot be module counts (and past Python's
+# int-string limit int() would raise): they are refused with a ReprParseError.
+_MAX_DIGITS = 18
+# Text print(model) never writes: NUL and other C0 controls (tab, newline, carriage return
+# aside), and lone surrogates (not encodable, so not from a real print).
+_BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+_WS = re.compile(r"\s*")
 _NONE = re.compile(r"None(?![\w(])")
-_CALLED = re.compile(r"([^\W\d]\w*)\(")
+# The lookbehind keeps search() linear: without it a 300 KB word is retried from each of
+# its characters.
+_CALLED = re.compile(r"(?<!\w)([^\W\d]\w*)\(")
 # ParameterList / ParameterDict print their entries like children, in their extra_repr.
 _NOT_CHILDREN = ("Parameter containing:", "Object of type:")
 _SPECIAL = re.compile(r"[()\[\]{}'\"]")
@@ -72,8 +91,6 @@ _EMBEDDING_NAME = re.compile(r"Embedding$")
 _EMBEDDING_KEYS = frozenset(("num_embeddings", "embedding_dim", "padding_idx", "max_norm",
                              "norm_type", "scale_grad_by_freq", "sparse"))
 
-MAX_DEPTH = 200  # deeper nesting than any real model, well inside Python's recursion limit
-MAX_MODULES = 1_000_000  # after expanding "(0-N): N+1 x": a guard against absurd counts
 
 
 @dataclass(slots=True)
@@ -122,29 +139,41 @@ at line 2, column 28: '(0): Linear(in_features=4'
     """
     if not isinstance(text, str):
         raise InputTypeError("parse_repr(text)", text, "the text print(model) shows (a str)")
-    try:
-        parser = _Parser(text)
-        root = parser.parse()
-    except ReprParseError as e:
-        # Text pasted around a print (a "Model:" line, a markdown fence, prompts, <br>
-        # line ends, notebook output, several prints): read the first print, and say so.
-        prints = find_prints(text)
-        if not prints or prints[0].text == text.strip():
-            raise
-        first = prints[0]
+    if len(text) > limits.MAX_PRINTED_BYTES:
+        raise ReprParseError(f"printed text of {len(text):,} characters is over the limit "
+                             f"({limits.hint('MAX_PRINTED_BYTES')})", line=1, column=1,
+                             excerpt=text[:60])
+    parser = _Parser(text)
+    bad = _BINARY.search(text)
+    if bad is not None:
+        raise parser.error(bad.start(), f"the text holds the control character "
+                                        f"{bad.group()!r}, which print(model) never writes "
+                                        "(binary data, or a file read with the wrong encoding)")
+    # The parser and builder recurse once per nesting level, capped by MAX_PRINTED_DEPTH;
+    # room for that cap is made here, so raising the limit never ends in RecursionError.
+    with recursion_room(limits.MAX_PRINTED_DEPTH):
         try:
-            parser = _Parser(first.text)
             root = parser.parse()
-        except ReprParseError:
-            raise e from None
-        note = first.note
-        if len(prints) > 1:
-            more = ", ".join(str(p.first) for p in prints[1:])
-            note += (f"; {len(prints) - 1} more print(s) in the text (line {more}) not read: "
-                     "pass one print at a time")
-        graph = _Builder(parser).build(root)
-        return replace(graph, source=f"{SOURCE}, {note}" if note else SOURCE)
-    return _Builder(parser).build(root)
+        except ReprParseError as e:
+            # Text pasted around a print (a "Model:" line, a markdown fence, prompts, <br>
+            # line ends, notebook output, several prints): read the first print, say so.
+            prints = find_prints(text)
+            if not prints or prints[0].text == text.strip():
+                raise
+            first = prints[0]
+            try:
+                parser = _Parser(first.text)
+                root = parser.parse()
+            except ReprParseError:
+                raise e from None
+            note = first.note
+            if len(prints) > 1:
+                more = ", ".join(str(p.first) for p in prints[1:])
+                note += (f"; {len(prints) - 1} more print(s) in the text (line {more}) not "
+                         "read: pass one print at a time")
+            graph = _Builder(parser).build(root)
+            return replace(graph, source=f"{SOURCE}, {note}" if note else SOURCE)
+        return _Builder(parser).build(root)
 
 
 class _Parser:
@@ -171,16 +200,18 @@ class _Parser:
         if end < len(text):
             raise self.error(end, f"unexpected text after the closing ')' of {root.cls!r}; "
                                   "pass the output of one print(model)")
-        if root.size > MAX_MODULES:
+        if root.size > limits.MAX_PRINTED_MODULES:
             raise self.error(i, f"the text expands to {root.size:,} modules (more than "
-                                f"{MAX_MODULES:,}); check the '(a-b): n x' counts")
+                                f"{limits.MAX_PRINTED_MODULES:,}); check the '(a-b): n x' "
+                                f"counts ({limits.hint('MAX_PRINTED_MODULES')})")
         return root
 
     # -- the grammar --------------------------------------------------------------------
     def module(self, i: int, depth: int) -> tuple[_Raw, int]:
         text = self.text
-        if depth > MAX_DEPTH:
-            raise self.error(i, f"modules nested more than {MAX_DEPTH} deep")
+        if depth > limits.MAX_PRINTED_DEPTH:
+            raise self.error(i, f"modules nested more than {limits.MAX_PRINTED_DEPTH} deep "
+                                f"({limits.hint('MAX_PRINTED_DEPTH')})")
         m = _NAME.match(text, i)
         if m is None:
             raise self.error(i, "expected a module's class name, as in 'Linear(...)'")
@@ -203,6 +234,9 @@ class _Parser:
                 raise self.error(j, f"expected a child '(name): Module(...)' or the ')' that "
                                     f"closes {name!r}")
             key, count, k = hit
+            if _too_long_number(key):
+                raise self.error(j, f"the child name {key[:40]!r}... is a number of more than "
+                                    f"{_MAX_DIGITS} digits; no module holds that many children")
             if count is not None:
                 a, b = (int(x) for x in _FOLD_KEY.match(key).groups())  # type: ignore[union-attr]
                 if count < 2 or b - a + 1 != count:
@@ -219,9 +253,11 @@ class _Parser:
             j = after
             if child is not None:
                 node.size += child.size * (count or 1)
-                if node.size > MAX_MODULES:
-                    raise self.error(k, f"the text expands to more than {MAX_MODULES:,} "
-                                        "modules; check the '(a-b): n x' counts")
+                if node.size > limits.MAX_PRINTED_MODULES:
+                    raise self.error(k, f"the text expands to more than "
+                                        f"{limits.MAX_PRINTED_MODULES:,} modules; check the "
+                                        "'(a-b): n x' counts "
+                                        f"({limits.hint('MAX_PRINTED_MODULES')})")
 
     def opaque(self, k: int, key: str) -> tuple[_Raw, int]:
         """A child whose class overrides ``__repr__`` with text of its own, as transformers'
@@ -249,6 +285,9 @@ class _Parser:
             # torch folds runs of equal module reprs only; "(0-5): 6 x" is followed by one
             if _FOLD_KEY.match(key) is None or not _is_module_start(text, k):
                 return None
+            if len(count) > _MAX_DIGITS:
+                raise self.error(j, f"the repeat count {count[:40]}... has more than "
+                                    f"{_MAX_DIGITS} digits; check the '(a-b): n x' counts")
             return key, int(count), k
         return key, None, k
 
@@ -427,10 +466,11 @@ def _valid(shapes: tuple[tuple[str, tuple[int, ...]], ...]
 
 
 def _skip_ws(text: str, i: int) -> int:
-    n = len(text)
-    while i < n and text[i].isspace():
-        i += 1
-    return i
+    return _WS.match(text, i).end()  # type: ignore[union-attr]
+
+
+def _too_long_number(key: str) -> bool:
+    return any(len(part) > _MAX_DIGITS and part.isdecimal() for part in key.split("-"))
 
 
 def _indent_of(text: str, pos: int) -> int:

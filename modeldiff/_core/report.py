@@ -47,9 +47,10 @@ import math
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
+from modeldiff import limits
 from modeldiff.errors import SchemaError
 
 __all__ = ["Report", "decode", "encode", "loads", "register"]
@@ -60,8 +61,6 @@ R = TypeVar("R", bound="Report")
 # (written as strings under ``from __future__ import annotations``) against these.
 _TYPES: dict[str, Any] = {}
 
-MAX_JSON_BYTES = 512 * 2**20  # a result document larger than this is refused on read
-MAX_JSON_DEPTH = 64  # results nest a few levels; graph JSON is flat lists
 
 
 def register(cls: type) -> type:
@@ -153,42 +152,93 @@ class Report:
 
 
 # -- JSON codec ------------------------------------------------------------------------------
-def loads(text: str | bytes, *, what: str) -> Any:
-    """``json.loads`` with a size cap and a nesting cap (a typed error, never RecursionError)."""
-    if len(text) > MAX_JSON_BYTES:
-        raise SchemaError(f"{what}: JSON document of {len(text):,} bytes is over the "
-                          f"{MAX_JSON_BYTES:,}-byte limit")
+def loads(text: str | bytes, *, what: str, size_limit: str = "MAX_JSON_BYTES",
+          error: Callable[[str], Exception] = SchemaError, strict: bool = False,
+          unique_keys: bool = False) -> Any:
+    """``json.loads`` that ends in a typed error, never RecursionError or a raw ValueError.
+
+    ``text`` over the limit ``size_limit`` names (default
+    :data:`modeldiff.limits.MAX_JSON_BYTES`) or nested
+    deeper than :data:`modeldiff.limits.MAX_JSON_DEPTH` is refused before (size) or while
+    (depth) it is parsed; ``error`` builds the exception from a message (default
+    :class:`~modeldiff.errors.SchemaError`), which starts with ``what``. ``strict`` refuses
+    ``NaN``/``Infinity`` and numbers that overflow a float (``1e400``); ``unique_keys``
+    refuses an object with the same key twice.
+
+    >>> loads('{"a": [1, 2]}', what="example")
+    {'a': [1, 2]}
+    >>> loads("[" * 100 + "]" * 100, what="example")
+    Traceback (most recent call last):
+    ...
+    modeldiff.errors.SchemaError: example: JSON nested deeper than 64 levels (limit \
+modeldiff.limits.MAX_JSON_DEPTH = 64; raise it if the input is genuine)
+    """
+    cap = getattr(limits, size_limit)
+    if len(text) > cap:
+        raise error(f"{what}: JSON document of {len(text):,} bytes is over the {cap:,}-byte "
+                    f"limit ({limits.hint(size_limit)})")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise SchemaError(f"{what}: not UTF-8 text ({e})") from e
-    _check_depth(text, what)
+            raise error(f"{what}: not UTF-8 text ({e})") from e
+    kwargs: dict[str, Any] = {}
+    if strict:
+        kwargs["parse_constant"] = _refuse_constant
+        kwargs["parse_float"] = _finite_float
+    if unique_keys:
+        kwargs["object_pairs_hook"] = _unique_object
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise SchemaError(f"{what}: not valid JSON: {e}") from e
+        data = json.loads(text, **kwargs)
+    except RecursionError as e:
+        raise error(f"{what}: JSON nested deeper than {limits.MAX_JSON_DEPTH} levels "
+                    f"({limits.hint('MAX_JSON_DEPTH')})") from e
+    except json.JSONDecodeError as e:
+        raise error(f"{what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") \
+            from e
+    except ValueError as e:  # int-string limit, our strict hooks
+        raise error(f"{what} is not valid JSON: {e}") from e
+    _check_depth(data, what, error)
+    return data
 
 
-def _check_depth(text: str, what: str) -> None:
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise SchemaError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} overflows a float")
+    return value
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"the key {dup[:80]!r} appears twice in one object")
+    return out
+
+
+def _check_depth(data: Any, what: str, error: Callable[[str], Exception]) -> None:
+    """Depth of parsed JSON, without recursion: json.loads itself stops near Python's
+    recursion limit (about 1000 levels), the readers after it must stay far below that."""
+    cap = limits.MAX_JSON_DEPTH
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > cap:
+            raise error(f"{what}: JSON nested deeper than {cap} levels "
+                        f"({limits.hint('MAX_JSON_DEPTH')})")
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def _encode_fields(obj: Any) -> dict[str, Any]:

@@ -45,7 +45,12 @@ from modeldiff._core.compare import ABSENT, IGNORED_CONFIG_KEYS, ValueChange, co
 from modeldiff._core.graph import StrEnum
 from modeldiff._core.report import Report, register
 from modeldiff._core.weights import ModuleSummary, TensorStats, WeightDiff, by_module
-from modeldiff._walk.checkpoint import checkpoint_files, load_bin, read_header
+from modeldiff._walk.checkpoint import (
+    checkpoint_files,
+    load_bin,
+    read_header,
+    require_regular_file,
+)
 from modeldiff.errors import (
     CheckpointError,
     InputTypeError,
@@ -502,6 +507,9 @@ def _open_path(path: str | os.PathLike[str], arg: str) -> _Source:
                 path=p)
     elif p.is_file():
         files = (p,)
+    elif p.exists():  # a FIFO, a device, a socket: refused before anything opens it
+        require_regular_file(p, arg)
+        raise CheckpointError(f"{arg}: {p} is not a regular file", path=p)  # pragma: no cover
     else:
         raise CheckpointError(f"{arg}: no such file or folder: {p}", path=p)
     try:

@@ -24,6 +24,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from modeldiff import limits
 from modeldiff._core.graph import (
     VOLATILE_CONFIG_KEYS,
     HFInfo,
@@ -33,8 +34,10 @@ from modeldiff._core.graph import (
     Tie,
     Totals,
     make_node,
+    recursion_room,
     repeat_groups,
 )
+from modeldiff.errors import ModuleWalkError
 from modeldiff.kinds import KindSpec, lookup, parse_attrs
 from modeldiff.kinds import registry as kind_registry
 
@@ -95,8 +98,21 @@ def walk_module(model: nn.Module, *, source: str | None = None,
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a walk allocates thousands of small objects: no collector pauses mid-walk
     try:
-        walker = _Walker(model, overlay)
-        walker.visit(model, "")
+        # visit recurses once per nesting level (pure Python frames, no C stack): make room
+        # for limits.MAX_WALK_DEPTH levels for the walk's duration.
+        with recursion_room(limits.MAX_WALK_DEPTH):
+            walker = _Walker(model, overlay)
+            try:
+                walker.visit(model, "", 0)
+            except ModuleWalkError:
+                raise
+            except (AttributeError, TypeError) as e:
+                # a module that skipped nn.Module.__init__, a non-tensor in _parameters ...
+                where = walker.paths[-1] if walker.paths else ""
+                raise ModuleWalkError(
+                    f"cannot walk {type(model).__name__}: the module at {where or '(root)'!r} "
+                    f"is not a well-formed nn.Module ({type(e).__name__}: {e})",
+                    path=where) from e
         order = {p: i for i, p in enumerate(walker.paths)} if walker.repeats else {}
         walker.repeats.sort(key=lambda r: order[r.paths[0]])
         return ModelGraph(nodes=tuple(walker.nodes), contains=tuple(walker.contains),
@@ -106,6 +122,14 @@ def walk_module(model: nn.Module, *, source: str | None = None,
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _safe_getattr(obj: Any, name: str, default: Any) -> Any:
+    """getattr that survives a ``__getattr__`` raising something other than AttributeError."""
+    try:
+        return getattr(obj, name, default)
+    except Exception:
+        return default
 
 
 _totals_cache: dict[tuple[int, int, int, int], Totals] = {}
@@ -134,7 +158,9 @@ class _Walker:
         linear_cache: dict[tuple[int, int, bool], Any] = {}
         resolved: dict[str, Tensor] = {}
         overlaid: dict[tuple[Any, ...], Tensor] = {}
-        prefix = getattr(model, "base_model_prefix", "") or ""
+        prefix = _safe_getattr(model, "base_model_prefix", "") or ""
+        if not isinstance(prefix, str):
+            prefix = ""
         if len(_totals_cache) > 100_000 or len(_attrs_cache) > 100_000:  # bound memory
             _totals_cache.clear()
             _attrs_cache.clear()
@@ -213,8 +239,15 @@ class _Walker:
                 if child is not None:
                     add_aliases(child, f"{alias}.{name}", guard)
 
-        def visit(mod: nn.Module, path: str) -> tuple[int, tuple[int, int, int, int]]:
+        max_depth = limits.MAX_WALK_DEPTH
+        module_type = nn.Module
+
+        def visit(mod: nn.Module, path: str, depth: int) -> tuple[int, tuple[int, int, int, int]]:
             """Returns (subtree signature id, subtree sums)."""
+            if depth > max_depth:
+                raise ModuleWalkError(
+                    f"modules are nested more than {max_depth:,} deep (at {path[:200]!r}...); "
+                    f"walk stops there ({limits.hint('MAX_WALK_DEPTH')})", path=path[:1000])
             idx = len(paths)
             seen_mod[id(mod)] = idx
             paths.append(path)
@@ -247,9 +280,14 @@ class _Walker:
                 cpath = pre + name
                 j = seen_mod.get(id(child))
                 if j is None:
+                    if not isinstance(child, module_type):
+                        raise ModuleWalkError(
+                            f"{cpath!r} in _modules of {type(mod).__name__} is a "
+                            f"{type(child).__name__}, not an nn.Module; only modules may be "
+                            "registered as submodules", path=cpath)
                     contains.append((path, name, cpath))
                     slot = len(paths)
-                    kid_sig, (kp, kt, kb, ky) = visit(child, cpath)
+                    kid_sig, (kp, kt, kb, ky) = visit(child, cpath, depth + 1)
                     kid_sigs.append(kid_sig)
                     params += kp
                     trainable += kt
@@ -258,6 +296,11 @@ class _Walker:
                     if name.isdecimal():  # numbered, as graph.repeat_groups reads them
                         numbered.append((cpath, kid_sig, nodes[slot].cls))
                 else:
+                    if nodes[j] is None:  # still being built: an ancestor of this module
+                        raise ModuleWalkError(
+                            f"{cpath[:200]!r} is the module at {paths[j][:200] or '(root)'!r}, "
+                            "one of its own ancestors: the module tree has a cycle "
+                            "(print(model) and state_dict() would recurse forever)", path=cpath)
                     contains.append((path, name, paths[j]))
                     add_aliases(child, cpath, set())
             cls = type(mod)
@@ -265,25 +308,30 @@ class _Walker:
             if cs is None:
                 cs = _class_spec(cls, bool(submods))
             cname, qual, spec, has_extra = cs
-            if cls is linear:  # the most common class: key on what its extra_repr prints
-                lin = cast(nn.Linear, mod)
-                lkey = (lin.in_features, lin.out_features, mod._parameters.get("bias") is not None)
-                attrs = linear_cache.get(lkey)
-                if attrs is None:
-                    attrs = linear_cache[lkey] = parse_attrs(spec, mod.extra_repr())
-            elif cls in plain_cache_classes:
-                # Dropout, LayerNorm, Embedding: key on the fields their extra_repr prints
-                pkey = _plain_key(mod)
-                attrs = plain_cache.get(pkey)
-                if attrs is None:
-                    attrs = plain_cache[pkey] = parse_attrs(spec, mod.extra_repr())
-            elif has_extra:
-                text = mod.extra_repr() if has_extra == _ATTRS_EXTRA_REPR else _own_repr_text(mod)
-                akey = (spec, text)
-                attrs = attrs_cache.get(akey)
-                if attrs is None:
-                    attrs = attrs_cache[akey] = parse_attrs(spec, text)
-            else:
+            try:
+                if cls is linear:  # the most common class: key on what its extra_repr prints
+                    lin = cast(nn.Linear, mod)
+                    lkey = (lin.in_features, lin.out_features, mod._parameters.get("bias") is not None)
+                    attrs = linear_cache.get(lkey)
+                    if attrs is None:
+                        attrs = linear_cache[lkey] = parse_attrs(spec, mod.extra_repr())
+                elif cls in plain_cache_classes:
+                    # Dropout, LayerNorm, Embedding: key on the fields their extra_repr prints
+                    pkey = _plain_key(mod)
+                    attrs = plain_cache.get(pkey)
+                    if attrs is None:
+                        attrs = plain_cache[pkey] = parse_attrs(spec, mod.extra_repr())
+                elif has_extra:
+                    text = mod.extra_repr() if has_extra == _ATTRS_EXTRA_REPR else _own_repr_text(mod)
+                    akey = (spec, text)
+                    attrs = attrs_cache.get(akey)
+                    if attrs is None:
+                        attrs = attrs_cache[akey] = parse_attrs(spec, text)
+                else:
+                    attrs = ()
+            except Exception:
+                # extra_repr() raised or returned a non-string, or a field it prints is
+                # gone: print(model) would fail too. The walk goes on, attributes unknown.
                 attrs = ()
             sums = (params, trainable, buffers, nbytes)
             totals = totals_cache.get(sums)
@@ -347,8 +395,11 @@ def _share(t: Tensor) -> tuple[int, int, int, int]:
 
 
 def _where(model: nn.Module) -> str:
-    for p in model.parameters():
-        return str(p.device)
+    try:
+        for p in model.parameters():
+            return str(p.device)
+    except Exception:  # a parameters() of the model's own that raises
+        return "device unknown"
     return "no parameters"
 
 
@@ -357,20 +408,20 @@ def _hf_info(model: nn.Module) -> HFInfo | None:
     if tf is None or not isinstance(model, tf.PreTrainedModel):
         return None
     config = model.config
-    tied = getattr(model, "all_tied_weights_keys", None)
+    tied = _safe_getattr(model, "all_tied_weights_keys", None)
     if tied is None:
-        tied = getattr(model, "_tied_weights_keys", None)
+        tied = _safe_getattr(model, "_tied_weights_keys", None)
     if isinstance(tied, Mapping):
         pairs = tuple(sorted((str(k), str(v)) for k, v in tied.items()))
     else:
         pairs = tuple((str(k), "") for k in (tied or ()))
     return HFInfo(
-        model_type=str(getattr(config, "model_type", "")),
+        model_type=str(_safe_getattr(config, "model_type", "")),
         architecture=type(model).__name__,
-        base_model_prefix=str(getattr(model, "base_model_prefix", "") or ""),
+        base_model_prefix=str(_safe_getattr(model, "base_model_prefix", "") or ""),
         tied_weights=pairs,
-        ignore_missing=tuple(getattr(model, "_keys_to_ignore_on_load_missing", None) or ()),
-        ignore_unexpected=tuple(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ()),
+        ignore_missing=tuple(_safe_getattr(model, "_keys_to_ignore_on_load_missing", None) or ()),
+        ignore_unexpected=tuple(_safe_getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ()),
         config_json=_config_json(config),
     )
 
