@@ -6,8 +6,11 @@ How it works, and why:
 - FLOPs use torch's own formulas (``torch.utils.flop_counter.flop_registry``), so the counts
   are FlopCounterMode's. The fused CPU attention op
   (``aten._scaled_dot_product_flash_attention_for_cpu``) has no formula there and would count
-  zero; it gets torch's SDPA formula (:data:`EXTRA_FLOP_FORMULAS`). On meta, SDPA runs its
-  math decomposition (two ``bmm``), which counts the same.
+  zero; it gets torch's SDPA formula (:data:`EXTRA_FLOP_FORMULAS`).
+- Attention on meta: ``F.scaled_dot_product_attention`` would run its math decomposition
+  there (two ``bmm`` and a materialised seq x seq matrix); where CPU would run the fused
+  kernel (inference, 4-d inputs) the trace runs that fused op on meta instead, so FLOPs and
+  activation memory are what a CPU forward has.
 - A FLOP is attributed to every module on the call stack (the innermost and its callers), as
   FlopCounterMode's module tracker does: a module's FLOPs include what it called.
 - Data flow: every tensor remembers the modules it came from (an op's output inherits the
@@ -46,21 +49,51 @@ from modeldiff._core.trace import (
 )
 from modeldiff.errors import InputTypeError, InvalidArgumentError, MetaTraceError
 
-__all__ = ["EXTRA_FLOP_FORMULAS", "MEMORY_DTYPES", "flop_formulas", "memory_rows", "trace"]
+__all__ = ["EXTRA_FLOP_FORMULAS", "MEMORY_DTYPES", "build", "flop_formulas", "memory_rows", "trace"]
 
 MEMORY_DTYPES = ("float32", "float16", "bfloat16", "int8", "int4")
 # accelerate's estimate-memory divides the float32 size by these (its bfloat16 row keeps the
 # float32 size, an oversight there; a bfloat16 model is half the size, as written here).
 _DIVISOR = {"float32": 1, "float16": 2, "bfloat16": 2, "int8": 4, "int4": 8}
 
-DENSE = "True (dense, unpadded input: no padding, no packed sequences)"
+# .item() calls on meta tensors that trace answers, by caller (``file.function`` prefix):
+# each answer is what a dense, unpadded, unpacked batch gives on a real device.
+ANSWERS: tuple[tuple[str, bool, str], ...] = (
+    # padding_mask.all(), fast_all(...), packed-sequence detection, attention_mask.all()
+    ("masking_utils.", True, "dense, unpadded input: no padding, no packed sequences"),
+    # `pad_token_id in input_ids[:, [-1, 0]]`: only decides whether to warn
+    ("modeling_utils.warn_if_padding_and_no_attention_mask", False,
+     "no padding token at either end of the input"),
+)
+
+
+def _fusable(args: Any, kwargs: Mapping[str, Any]) -> bool:
+    """Whether CPU would run this SDPA call as its fused kernel, for meta inputs."""
+    if len(args) < 3 or len(args) > 4 or set(kwargs) - {"attn_mask", "dropout_p", "is_causal",
+                                                         "scale", "enable_gqa"}:
+        return False
+    q, k, v = args[:3]
+    if not all(getattr(x, "device", None) is not None and x.device.type == "meta" and
+               x.dim() == 4 for x in (q, k, v)):
+        return False
+    if kwargs.get("dropout_p", 0.0) or (kwargs.get("enable_gqa") and k.shape[1] != q.shape[1]
+                                         and q.shape[1] % k.shape[1]):
+        return False
+    mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
+    return mask is None or (mask.dtype == q.dtype or mask.dtype.is_floating_point is False)
+
+
+def _on_meta(args: Any) -> bool:
+    return any(getattr(a, "device", None) is not None and a.device.type == "meta" for a in args)
 
 
 def _sdpa_cpu_flops(query: Any, key: Any, value: Any, *args: Any, out_val: Any = None,
                     **kwargs: Any) -> int:
     from torch.utils.flop_counter import sdpa_flop_count
 
-    return int(sdpa_flop_count(query.shape, key.shape, value.shape))
+    # FlopCounterMode(custom_mapping=...) hands formulas shapes; trace hands them tensors.
+    shape = [getattr(x, "shape", x) for x in (query, key, value)]
+    return int(sdpa_flop_count(*shape))
 
 
 def _extra() -> dict[Any, Any]:
@@ -105,7 +138,7 @@ def trace(model: Any, inputs: Any = None, *, batch: int = 1, seq: int = 128,
     >>> t.flops
     11174808576
     >>> t.flops_by_op("distilbert.transformer.layer.0.attention")
-    {'aten.addmm': 603979776, 'aten.bmm': 50331648}
+    {'aten._scaled_dot_product_flash_attention_for_cpu': 50331648, 'aten.addmm': 603979776}
     >>> [e.dst.rpartition("layer.")[2] for e in t.edges_from("distilbert.transformer.layer.0")]
     ['0.attention', '0.sa_layer_norm', '1']
     """
@@ -115,7 +148,7 @@ def trace(model: Any, inputs: Any = None, *, batch: int = 1, seq: int = 128,
 
     built = not _is_module(model)
     if built:
-        model = _build(model, task=task)
+        model = build(model, task=task)
         if dtype is not None:
             model = model.to(_dtype(dtype))
     elif dtype is not None:
@@ -155,7 +188,7 @@ def _is_module(obj: object) -> bool:
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
-def _build(obj: Any, *, task: str | None) -> Any:
+def build(obj: Any, *, task: str | None = None) -> Any:
     """A name, config or folder as a live model on the meta device, the way walk builds it."""
     from modeldiff._inputs import build_model, model_types
 
@@ -419,6 +452,7 @@ class _Recorder:
     # -- the forward -----------------------------------------------------------------------
     def run(self, kwargs: dict[str, Any]) -> None:
         import torch
+        from torch.overrides import TorchFunctionMode
         from torch.utils._python_dispatch import TorchDispatchMode
 
         rec = self
@@ -426,8 +460,37 @@ class _Recorder:
         local_scalar = torch.ops.aten._local_scalar_dense.default
         Tensor = torch.Tensor
 
-        def free(n: int) -> None:
-            rec.live -= n
+        storages: dict[int, list[int]] = {}
+        held = {t.untyped_storage()._cdata for t in (*self.model.parameters(),
+                                                     *self.model.buffers())}
+        held.update(v.untyped_storage()._cdata for v in kwargs.values()
+                    if isinstance(v, torch.Tensor))
+
+        def release(key: int) -> None:
+            entry = storages[key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                rec.live -= entry[0]
+                del storages[key]
+
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        fused = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+
+        class Attention(TorchFunctionMode):
+            # On meta, SDPA runs its math decomposition, which materialises the attention
+            # matrix; on CPU (inference, 4-d inputs) it runs the fused kernel, which does
+            # not. Run the fused op on meta too, so activation memory is the CPU's; FLOPs
+            # are equal either way.
+            def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                                   kwargs: Any = None) -> Any:
+                kwargs = kwargs or {}
+                if func is sdpa and _fusable(args, kwargs):
+                    q, k, v = args[:3]
+                    mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
+                    return fused(q, k, v, kwargs.get("dropout_p", 0.0),
+                                 kwargs.get("is_causal", False), attn_mask=mask,
+                                 scale=kwargs.get("scale"))[0]
+                return func(*args, **kwargs)
 
         class Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
@@ -435,7 +498,13 @@ class _Recorder:
                 kwargs = kwargs or {}
                 if func is local_scalar and args and args[0].device.type == "meta":
                     return rec.scalar(args[0])
-                out = func(*args, **kwargs)
+                try:
+                    out = func(*args, **kwargs)
+                except (NotImplementedError, RuntimeError) as e:
+                    if isinstance(e, MetaTraceError) or not _on_meta(args):
+                        raise
+                    raise MetaTraceError(str(func), rec.stack[-1] if rec.stack else "",
+                                         rec.site(), str(e).splitlines()[0][:200]) from e
                 formula = formulas.get(func._overloadpacket)
                 if formula is not None:
                     n = int(formula(*args, **kwargs, out_val=out))
@@ -456,14 +525,21 @@ class _Recorder:
                         continue
                     if srcs:
                         rec.set_sources(o, srcs)
-                    if o._is_view() or any(o is a for a in ins):
-                        continue
-                    n = o.untyped_storage().nbytes()
-                    if n:
+                    # Below autograd no output is marked a view: a storage is new when no
+                    # live tensor holds it yet (views and in-place results share one).
+                    st = o.untyped_storage()
+                    key = st._cdata
+                    if key in held:
+                        continue  # a weight, a buffer or an input (a transposed weight)
+                    entry = storages.get(key)
+                    if entry is None:
+                        n = st.nbytes()
+                        storages[key] = entry = [n, 0]
                         rec.live += n
                         if rec.live > rec.peak:
                             rec.peak = rec.live
-                        weakref.finalize(o, free, n)
+                    entry[1] += 1
+                    weakref.finalize(o, release, key)
                 return out
 
         handles = []
@@ -474,33 +550,43 @@ class _Recorder:
             if isinstance(v, Tensor):
                 self.set_sources(v, frozenset(("",)))
         try:
-            with Mode():
+            with Attention(), Mode():
                 out = self.model(**kwargs)
             del out
+        except MetaTraceError:
+            raise
         except RuntimeError as e:
-            if "meta" in str(e) and self.stack:
-                raise MetaTraceError("an aten op", self.stack[-1], "the forward",
-                                     str(e).splitlines()[0]) from e
+            if "meta" in str(e) and self.stack:  # a device mismatch met outside the dispatcher
+                raise MetaTraceError("a tensor created off the meta device", self.stack[-1],
+                                     "the forward", str(e).splitlines()[0][:200]) from e
             raise
         finally:
             for h in handles:
                 h.remove()
 
-    def scalar(self, t: Any) -> Any:
-        """``.item()`` of a meta tensor: answered inside transformers' mask helpers."""
-        frame = sys._getframe(2)
+    @staticmethod
+    def site() -> str:
+        """``file.function`` of the nearest caller outside torch and this module."""
+        frame: Any = sys._getframe(1)
         while frame is not None and ("/torch/" in frame.f_code.co_filename or
                                      frame.f_code.co_filename.endswith("_trace.py")):
-            frame = frame.f_back  # type: ignore[assignment]
-        fn = frame.f_code.co_filename if frame is not None else "?"
-        site = (f"{os.path.basename(fn).removesuffix('.py')}.{frame.f_code.co_name}"
-                if frame is not None else "?")
+            frame = frame.f_back
+        if frame is None:
+            return "?"
+        name = os.path.basename(frame.f_code.co_filename).removesuffix(".py")
+        return f"{name}.{frame.f_code.co_name}"
+
+    def scalar(self, t: Any) -> Any:
+        """``.item()`` of a meta tensor: answered where the answer for a dense, unpadded
+        batch is known (:data:`ANSWERS`), else a MetaTraceError."""
+        site = self.site()
         module = self.stack[-1] if self.stack else ""
-        if fn.endswith(os.path.join("transformers", "masking_utils.py")):
-            a = Assumption(site=site, module=module, assumed=DENSE)
-            if a not in self.assumptions:
-                self.assumptions.append(a)
-            return True
+        for prefix, value, why in ANSWERS:
+            if site.startswith(prefix):
+                a = Assumption(site=site, module=module, assumed=f"{value} ({why})")
+                if a not in self.assumptions:
+                    self.assumptions.append(a)
+                return value
         raise MetaTraceError("aten._local_scalar_dense (.item() or bool() of a tensor)",
                              module, site)
 
