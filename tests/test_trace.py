@@ -291,3 +291,19 @@ def test_a_plain_module_traces_with_its_inputs():
     assert {(e.src, e.dst) for e in t.edges} >= {("0", "1"), ("1", "2"), ("", "0"), ("2", "")}
     with pytest.raises(InvalidArgumentError, match="inputs"):
         trace(net)
+
+
+def test_cli_trace_and_memory(capsys):
+    from modeldiff.cli import main
+
+    assert main(["trace", "distilbert", "--seq", "16", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "DistilBertModel(input_ids[1, 16])" in out
+    assert "output shape" in out
+    assert "[1, 16, 768]" in out
+    assert main(["trace", "bert", "--seq", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["schema"] == "modeldiff.trace"
+    assert main(["memory", "distilbert"]) == 0
+    assert "| float32  | 93.76 MB      | 265.46 MB  | 1.06 GB             |" in \
+        capsys.readouterr().out
+    assert main(["trace", "distilbert", "--seq", "0"]) == 2

@@ -322,16 +322,24 @@ def _summary(t: Trace, *, depth: int | None, fold: bool) -> str:
     hidden: set[str] = set()
     rows: list[tuple[str, ...]] = []
 
+    def flops_of(path: str) -> int:
+        # A container that is never called itself (ModuleList) sums what its children did.
+        m = t._index.get(path)
+        if m is not None:
+            return m.flops
+        return sum(flops_of(c.path) for name, c in g.children(path)
+                   if c.path == (f"{path}.{name}" if path else name))
+
     def visit(path: str, level: int) -> None:
         node = g[path]
         group = folded.get(path)
         m = t._index.get(path)
-        flops = m.flops if m else 0
+        flops = flops_of(path)
         shape = m.output_shape if m else "-"
         if group is not None:
             hidden.update(group.paths[1:])
             label = f"{group.label.rpartition('.')[2]} (x{group.count})"
-            members = [t._index[p].flops for p in group.paths if p in t._index]
+            members = [flops_of(p) for p in group.paths]
             params = f"{node.totals.params * group.count:,}"
             each, total = human_flops(flops), human_flops(sum(members))
         else:
