@@ -307,3 +307,16 @@ def test_cli_trace_and_memory(capsys):
     assert "| float32  | 93.76 MB      | 265.46 MB  | 1.06 GB             |" in \
         capsys.readouterr().out
     assert main(["trace", "distilbert", "--seq", "0"]) == 2
+
+
+def test_render_draws_data_flow_with_shapes_and_folded_groups_keep_boundary_arrows(
+        distilbert_config):
+    t = trace(distilbert_config, task="sequence-classification", seq=16)
+    source = modeldiff.render(t, depth=3).source
+    assert '"distilbert.embeddings.LayerNorm" -> "distilbert.embeddings.dropout" ' \
+           '[label="[1, 16, 768]"' in source
+    assert 'pre_classifier -> dropout [label="[1, 768]"' in source
+    # the six layers are one box: flow enters the group's box, never member 1..5
+    assert 'lhead="cluster:distilbert.transformer"' in source
+    assert "layer.1" not in source
+    assert modeldiff.render(t).source == modeldiff.render(t).source  # deterministic
