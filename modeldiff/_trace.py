@@ -96,10 +96,25 @@ def _sdpa_cpu_flops(query: Any, key: Any, value: Any, *args: Any, out_val: Any =
     return int(sdpa_flop_count(*shape))
 
 
+def _grouped_mm_flops(a: Any, b: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    # Mixture-of-experts kernels: rows of ``a`` (tokens routed to experts, grouped by
+    # ``offs``) times one expert matrix each. How many rows go to each expert depends on the
+    # router, but their total (tokens x experts per token) does not: 2 x rows x K x N.
+    a_shape, b_shape = (tuple(getattr(x, "shape", x)) for x in (a, b))
+    out = kwargs.get("out_shape") or tuple(out_val.shape)
+    if len(a_shape) == 2 and len(b_shape) == 2:  # K split into groups (a weight gradient)
+        return 2 * a_shape[0] * b_shape[1] * a_shape[1]
+    n = 1
+    for d in out:
+        n *= d
+    return 2 * n * a_shape[-1]
+
+
 def _extra() -> dict[Any, Any]:
     import torch
 
-    return {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops}
+    return {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops,
+            torch.ops.aten._grouped_mm: _grouped_mm_flops}
 
 
 EXTRA_FLOP_FORMULAS = _extra  # called: the op objects need torch
@@ -503,8 +518,11 @@ class _Recorder:
                 except (NotImplementedError, RuntimeError) as e:
                     if isinstance(e, MetaTraceError) or not _on_meta(args):
                         raise
+                    detail = str(e).splitlines()[0][:200]
+                    if "BF16" in detail:
+                        detail += " (trace with dtype='bfloat16')"
                     raise MetaTraceError(str(func), rec.stack[-1] if rec.stack else "",
-                                         rec.site(), str(e).splitlines()[0][:200]) from e
+                                         rec.site(), detail) from e
                 formula = formulas.get(func._overloadpacket)
                 if formula is not None:
                     n = int(formula(*args, **kwargs, out_val=out))

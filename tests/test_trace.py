@@ -49,9 +49,8 @@ CANNOT = {
     ("longformer", "sequence-classification"): "aten._local_scalar_dense",
     # the language adapter selects rows with nonzero(), whose size depends on values
     ("xmod", "sequence-classification"): "aten.index",
-    # the expert kernel torch._grouped_mm checks for bfloat16 on meta as on CPU
+    # the expert kernel torch._grouped_mm takes bfloat16 only (the error says dtype=...)
     ("mixtral", "causal-lm"): "aten._grouped_mm",
-    ("qwen3_moe", "causal-lm"): "aten._grouped_mm",
 }
 # Where the reference differs for a reason that is not trace's: BigBird swaps its self-
 # attention module inside the first forward (block_sparse -> original_full at short
@@ -98,16 +97,17 @@ def _flat(obj: object) -> list:
     return []
 
 
-@pytest.mark.parametrize(("model_type", "task"), CASES, ids=[f"{t}-{k}" for t, k in CASES])
-def test_meta_trace_equals_a_real_cpu_forward(model_type, task):
+def _check_against_cpu(model_type: str, task: str, dtype: str | None = None) -> None:
     config = modeldiff.tiny_config(model_type)
-    traced = trace(config, task=task, seq=SEQ)
+    traced = trace(config, task=task, seq=SEQ, dtype=dtype)
     assert traced.device == "meta"
     torch.manual_seed(0)
     real = build_model(config, task=task, device="cpu").eval()
+    if dtype is not None:
+        real = real.to(getattr(torch, dtype))
     kwargs = {"input_ids": _ids(config)}
-    kwargs.update({k: v for k, v in (("use_cache", False),) if k in
-                   inspect.signature(real.forward).parameters})
+    if "use_cache" in inspect.signature(real.forward).parameters:
+        kwargs["use_cache"] = False
     if getattr(config, "is_encoder_decoder", False) and task != "causal-lm":
         kwargs["decoder_input_ids"] = kwargs["input_ids"]
     shapes, flops = _reference(real, kwargs)
@@ -120,6 +120,18 @@ def test_meta_trace_equals_a_real_cpu_forward(model_type, task):
             continue
         assert m.flops == flops.get(m.path, 0), m.path
     assert traced.flops == flops[""] > 0
+
+
+@pytest.mark.parametrize(("model_type", "task"), CASES, ids=[f"{t}-{k}" for t, k in CASES])
+def test_meta_trace_equals_a_real_cpu_forward(model_type, task):
+    _check_against_cpu(model_type, task)
+
+
+# Mixture-of-experts layers run torch._grouped_mm, which (on meta as on CPU) takes bfloat16
+# only; its FLOPs (2 x routed rows x K x N) do not depend on where the router sends tokens.
+@pytest.mark.parametrize("model_type", ["mixtral", "qwen3_moe", "gpt_oss"])
+def test_mixture_of_experts_traces_in_bfloat16_and_counts_the_experts(model_type):
+    _check_against_cpu(model_type, "causal-lm", dtype="bfloat16")
 
 
 def test_attention_is_counted_where_plain_flopcounter_on_cpu_counts_zero():
@@ -146,6 +158,8 @@ def test_a_type_that_cannot_trace_says_which_op_and_module(model_type, task):
     assert info.value.op.startswith(CANNOT[model_type, task])
     assert info.value.module is not None
     assert CANNOT[model_type, task] in str(info.value)
+    if "grouped_mm" in info.value.op:
+        assert "dtype='bfloat16'" in str(info.value)
 
 
 def test_data_dependent_mask_checks_are_answered_and_recorded():
