@@ -6,7 +6,7 @@ How it works, and why:
 - FLOPs use torch's own formulas (``torch.utils.flop_counter.flop_registry``), so the counts
   are FlopCounterMode's. The fused CPU attention op
   (``aten._scaled_dot_product_flash_attention_for_cpu``) has no formula there and would count
-  zero; it gets torch's SDPA formula (:data:`EXTRA_FLOP_FORMULAS`).
+  zero; it gets torch's SDPA formula (:func:`extra_flop_formulas`).
 - Attention on meta: ``F.scaled_dot_product_attention`` would run its math decomposition
   there (two ``bmm`` and a materialised seq x seq matrix); where CPU would run the fused
   kernel (inference, 4-d inputs) the trace runs that fused op on meta instead, so FLOPs and
@@ -49,7 +49,7 @@ from modeldiff._core.trace import (
 )
 from modeldiff.errors import InputTypeError, InvalidArgumentError, MetaTraceError
 
-__all__ = ["EXTRA_FLOP_FORMULAS", "MEMORY_DTYPES", "build", "flop_formulas", "memory_rows", "trace"]
+__all__ = ["MEMORY_DTYPES", "build", "extra_flop_formulas", "flop_formulas", "memory_rows", "trace"]
 
 MEMORY_DTYPES = ("float32", "float16", "bfloat16", "int8", "int4")
 # accelerate's estimate-memory divides the float32 size by these (its bfloat16 row keeps the
@@ -110,14 +110,14 @@ def _grouped_mm_flops(a: Any, b: Any, *args: Any, out_val: Any = None, **kwargs:
     return 2 * n * a_shape[-1]
 
 
-def _extra() -> dict[Any, Any]:
+def extra_flop_formulas() -> dict[Any, Any]:
+    """The formulas torch's FlopCounterMode lacks: SDPA's for the fused CPU attention op,
+    and one for the mixture-of-experts kernel. ``FlopCounterMode(custom_mapping=...)``
+    takes them as they are."""
     import torch
 
     return {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops,
             torch.ops.aten._grouped_mm: _grouped_mm_flops}
-
-
-EXTRA_FLOP_FORMULAS = _extra  # called: the op objects need torch
 
 
 def flop_formulas() -> dict[Any, Any]:
@@ -131,7 +131,7 @@ def flop_formulas() -> dict[Any, Any]:
     from torch.utils.flop_counter import flop_registry
 
     out = dict(flop_registry)
-    out.update(_extra())
+    out.update(extra_flop_formulas())
     return out
 
 

@@ -17,7 +17,7 @@ import torch
 import modeldiff
 from modeldiff._core.trace import Trace, human_flops
 from modeldiff._inputs import build_model
-from modeldiff._trace import EXTRA_FLOP_FORMULAS, trace
+from modeldiff._trace import extra_flop_formulas, trace
 from modeldiff.errors import InvalidArgumentError, MetaTraceError
 
 SEQ = 8
@@ -74,7 +74,7 @@ def _reference(model: object, kwargs: dict) -> tuple[dict, dict]:
         shapes.setdefault(names[id(mod)], [tuple(t.shape) for t in _flat(out)])
 
     handles = [m.register_forward_hook(post, with_kwargs=True) for m in model.modules()]
-    counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS())
+    counter = FlopCounterMode(display=False, custom_mapping=extra_flop_formulas())
     try:
         with torch.no_grad(), counter:
             model(**kwargs)
