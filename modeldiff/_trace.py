@@ -147,6 +147,11 @@ def trace(model: Any, inputs: Any = None, *, batch: int = 1, seq: int = 128,
     token ids (``pixel_values`` of the configured image size for vision models) on the
     model's device. Inputs on another device than the model move to it.
 
+    No ``attention_mask`` is passed by default (a dense batch); where transformers still
+    asks a meta tensor for a value, the answer a dense, unpadded batch gives is used and
+    recorded in ``Trace.assumptions``; any other such question raises
+    :class:`~modeldiff.errors.MetaTraceError` naming the op and the module.
+
     >>> t = trace("distilbert", task="sequence-classification", seq=128)
     >>> t["classifier"].output_shape, t["distilbert.transformer.layer.0"].output_shape
     ('[1, 2]', '[1, 128, 768]')
@@ -161,6 +166,10 @@ def trace(model: Any, inputs: Any = None, *, batch: int = 1, seq: int = 128,
 
     from modeldiff._inputs import walk
 
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise InvalidArgumentError("batch", batch, "a positive int")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise InvalidArgumentError("seq", seq, "a positive int")
     built = not _is_module(model)
     if built:
         model = build(model, task=task)
@@ -170,10 +179,6 @@ def trace(model: Any, inputs: Any = None, *, batch: int = 1, seq: int = 128,
         raise InvalidArgumentError("dtype", dtype, "None when trace gets an nn.Module (cast "
                                    "it yourself with .to(dtype)); dtype= applies when trace "
                                    "builds the model")
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise InvalidArgumentError("batch", batch, "a positive int")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise InvalidArgumentError("seq", seq, "a positive int")
     device = _device(model)
     kwargs = _inputs(model, inputs, batch=batch, seq=seq, device=device)
     graph = walk(model)
