@@ -30,6 +30,7 @@ __all__ = [
     "Report",
     "RoundTripReport",
     "Tensor",
+    "Trace",
     "WeightDiff",
     "__version__",
     "align",
@@ -44,6 +45,7 @@ __all__ = [
     "roundtrip",
     "save",
     "tiny_config",
+    "trace",
     "walk",
     "weight_diff",
 ]
@@ -73,6 +75,8 @@ _LAZY = {
     "RoundTripReport": "modeldiff._roundtrip",
     "compare_checkpoints": "modeldiff._walk.tensors",
     "CheckpointDiff": "modeldiff._walk.tensors",
+    "trace": "modeldiff._trace",
+    "Trace": "modeldiff._core.trace",
 }
 
 if TYPE_CHECKING:
@@ -80,12 +84,14 @@ if TYPE_CHECKING:
     from modeldiff._core.diff import GraphDiff
     from modeldiff._core.head_delta import HeadDelta
     from modeldiff._core.printed import parse_repr
+    from modeldiff._core.trace import Trace
     from modeldiff._core.weights import WeightDiff
     from modeldiff._inputs import walk
     from modeldiff._pipeline import PipelineSteps, Prediction, classify, pipeline_steps
     from modeldiff._render import render, save
     from modeldiff._roundtrip import RoundTripReport, roundtrip
     from modeldiff._tiny import tiny_config
+    from modeldiff._trace import trace
     from modeldiff._walk.tensors import CheckpointDiff, compare_checkpoints
 
 

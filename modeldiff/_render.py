@@ -154,6 +154,9 @@ def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = Tr
                                    "'TB', 'LR', 'BT' or 'RL'")
     if depth is not None and (not isinstance(depth, int) or depth < 0):
         raise InvalidArgumentError("render(depth=...)", depth, "a non-negative int or None")
+    if type(obj).__name__ == "Trace":  # a traced model: its graph plus data-flow arrows
+        return _render_trace(obj, depth=depth, fold_repeats=fold_repeats, direction=direction,
+                             title=title)
     if not isinstance(obj, ModelGraph) and not _is_diff(obj):
         # Anything walk reads (a module, a config, a model_type, a folder, printed text)
         from modeldiff._inputs import as_graph
@@ -888,3 +891,35 @@ def mimebundle(obj: Renderable, **render_options: Any) -> dict[str, str]:
 def _join(parent: str, name: str) -> str:
     return f"{parent}.{name}" if parent else name
 
+
+
+# -- traces -----------------------------------------------------------------------------------
+def _render_trace(t: Any, *, depth: int | None, fold_repeats: bool, direction: str,
+                  title: str | None) -> graphviz.Digraph:
+    """The model diagram of ``t.graph`` with the trace's data flow drawn as labelled arrows
+    between whatever shows each end. Only flow between modules side by side is drawn: an
+    edge into or out of an enclosing module (a block's input or output) would point at the
+    cluster that holds it. Inside a folded repeat group the arrows of member 0 stand for
+    all; flow from one member to the next stays inside the group's box."""
+    from modeldiff._core.trace import human_flops
+
+    g = t.graph
+    root = _ModelView(g, depth=depth, fold_repeats=fold_repeats).build()
+    caption = title if title is not None else \
+        f"{_model_caption(g)} · {human_flops(t.flops)}FLOPs"
+    dot = _emit(root, caption=caption, ties=_ModelView.tie_edges(g, root),
+                direction=direction, diff=False)
+    shown = _shown_paths(root)
+    seen: set[tuple[str, str, str]] = set()
+    for e in t.edges:
+        if e.src == "" or e.dst == "" or e.dst.startswith(e.src + ".") or \
+                e.src.startswith(e.dst + "."):
+            continue
+        u, v = _visible(g, e.src, shown), _visible(g, e.dst, shown)
+        if u is None or v is None or u == v or (u[0], v[0], e.label) in seen:
+            continue
+        seen.add((u[0], v[0], e.label))
+        ends = {k: c for k, c in (("ltail", u[1]), ("lhead", v[1])) if c}
+        dot.edge(u[0], v[0], label=e.label, fontsize="9", color="#228833",
+                 fontcolor="#228833", penwidth="1.2", tooltip=f"{e.src} -> {e.dst}", **ends)
+    return dot

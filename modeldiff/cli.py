@@ -244,6 +244,60 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if run_demo(output_folder(args.out, argument="--out")).identical else 1
 
 
+# -- trace, memory ---------------------------------------------------------------------------
+def _add_trace(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trace", help="shapes, FLOPs and activation memory of one forward",
+                       description="Run one forward on the meta device (no weights, no "
+                       "compute) and print output shape, parameters and FLOPs per module.")
+    _model_arg(p, "model", "the model")
+    p.add_argument("--seq", type=int, default=128, help="sequence length (default: 128)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default: 1)")
+    p.add_argument("--task", choices=TASK_CHOICES, help="which head to build (default: base, "
+                   "or the architecture a folder's config.json names)")
+    p.add_argument("--dtype", help="build the model in this dtype, e.g. bfloat16")
+    p.add_argument("--depth", type=int, default=3, help="cut the table at this depth "
+                   "(default: 3)")
+    p.add_argument("--json", action="store_true", help="print the trace as JSON")
+    p.set_defaults(run=_cmd_trace)
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from modeldiff._trace import trace
+
+    t = trace(args.model, batch=args.batch, seq=args.seq, task=args.task, dtype=args.dtype)
+    if args.json:
+        print(t.to_json())
+        return 0
+    print(t.headline())
+    print()
+    print(t.summary(depth=args.depth))
+    for a in t.assumptions:
+        print(f"assumed {a.assumed} at {a.site}")
+    return 0
+
+
+def _add_memory(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("memory", help="memory to load and to train a model, per dtype",
+                       description="accelerate estimate-memory's table: largest layer, total "
+                       "size and training with Adam, for float32, float16, bfloat16, int8 "
+                       "and int4. The model is built on the meta device.")
+    _model_arg(p, "model", "the model")
+    p.add_argument("--task", choices=TASK_CHOICES, help="which head to build")
+    p.set_defaults(run=_cmd_memory)
+
+
+def _cmd_memory(args: argparse.Namespace) -> int:
+    from modeldiff._core.trace import Trace
+    from modeldiff._trace import build, memory_rows
+
+    model = build(args.model, task=args.task)
+    from modeldiff._inputs import walk
+
+    t = Trace(graph=walk(model), modules=(), memory=memory_rows(model))
+    print(t.memory_table())
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_summary,
     _add_demo,
@@ -252,6 +306,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_render,
     _add_roundtrip,
     _add_compare,
+    _add_trace,
+    _add_memory,
 ]
 
 

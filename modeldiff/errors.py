@@ -27,6 +27,7 @@ __all__ = [
     "HubUnavailableError",
     "InputTypeError",
     "InvalidArgumentError",
+    "MetaTraceError",
     "ModelCodeError",
     "ModelDiffError",
     "ModuleWalkError",
@@ -262,3 +263,22 @@ class OutputError(ModelDiffError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class MetaTraceError(ModelDiffError, RuntimeError):
+    """A forward on the meta device reached an operation that needs real values.
+
+    ``op`` is the aten operation (``aten._local_scalar_dense``: a ``.item()`` or ``bool()``
+    of a tensor), ``module`` the dotted path of the innermost module running at the time,
+    ``site`` the Python function that asked for the value.
+    """
+
+    def __init__(self, op: str, module: str, site: str, detail: str = "") -> None:
+        self.op = op
+        self.module = module
+        self.site = site
+        super().__init__(
+            f"{op} needs real tensor values, which the meta device does not have; reached in "
+            f"module {module or '(root)'!r} from {site}{': ' + detail if detail else ''}. "
+            "Trace a model with real weights instead (pass the nn.Module and real inputs), or "
+            "pass inputs that avoid the data-dependent branch")

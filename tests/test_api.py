@@ -15,9 +15,9 @@ import pytest
 import modeldiff
 
 FUNCTIONS = {"walk", "diff", "align", "head_delta", "weight_diff", "render", "save", "roundtrip",
-             "compare_checkpoints", "classify", "pipeline_steps", "parse_repr", "tiny_config"}
+             "compare_checkpoints", "classify", "pipeline_steps", "parse_repr", "tiny_config", "trace"}
 RESULTS = {"GraphDiff", "HeadDelta", "WeightDiff", "CheckpointDiff", "RoundTripReport",
-           "PipelineSteps"}
+           "PipelineSteps", "Trace"}
 PACKAGE = Path(modeldiff.__file__).parent
 
 

@@ -42,3 +42,15 @@ def test_runner_rejects_an_unknown_benchmark_and_names_the_real_ones() -> None:
     assert proc.returncode == 2
     assert "no benchmarks/bench_no_such_thing.py" in proc.stderr
     assert "bench_walk" in proc.stderr
+
+
+def test_bench_trace_quick_prints_both_tables() -> None:
+    # the checkout under test first on the path, not whichever modeldiff is installed
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(BENCHMARKS.parent)}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "bench_trace.py"), "--quick"],
+                          capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr
+    for row in ("| Llama-3-70B ", "| Llama-3.1-405B ", "| trace (meta) ",
+                "| torchview draw_graph (meta) ", "| torchinfo summary (CPU) "):
+        assert row in proc.stdout
+    assert "Extra memory of tracing the 405B shape" in proc.stdout
