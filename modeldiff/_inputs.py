@@ -70,6 +70,15 @@ TASKS: Mapping[str, str] = {
     "seq2seq-lm": "AutoModelForSeq2SeqLM",
     "multiple-choice": "AutoModelForMultipleChoice",
     "pretraining": "AutoModelForPreTraining",
+    "next-sentence-prediction": "AutoModelForNextSentencePrediction",
+    "image-classification": "AutoModelForImageClassification",
+    "semantic-segmentation": "AutoModelForSemanticSegmentation",
+    "object-detection": "AutoModelForObjectDetection",
+    "backbone": "AutoBackbone",
+    "image-text-to-text": "AutoModelForImageTextToText",
+    "audio-classification": "AutoModelForAudioClassification",
+    "ctc": "AutoModelForCTC",
+    "speech-seq2seq": "AutoModelForSpeechSeq2Seq",
 }
 
 

@@ -80,7 +80,8 @@ from typing import Any
 
 from modeldiff._tiny import TINY_MODEL_TYPES, tiny_config
 
-__all__ = ["SWEEP_CASES", "SWEEP_TASKS", "LoadingReport", "head_class_for", "loading_report"]
+__all__ = ["SWEEP_CASES", "SWEEP_TASKS", "LoadingReport", "head_class_for", "loading_report",
+           "oracle", "saved"]
 
 SWEEP_TASKS = ("sequence-classification", "token-classification", "masked-lm")
 
@@ -195,45 +196,91 @@ def _quiet() -> Iterator[None]:
 
 
 @functools.cache
-def loading_report(model_type: str, task: str) -> LoadingReport:
-    """Save the tiny base model of ``model_type``, load ``task``'s head from it, and return
-    what transformers reported. Cached per case for the session (functools.cache)."""
+def _workdir() -> str:
+    """One folder per test session for every saved tiny checkpoint (removed at exit)."""
+    import atexit
+    import shutil
+
+    folder = tempfile.mkdtemp(prefix="modeldiff-sweep-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+@functools.cache
+def saved(model_type: str, task: str = "base") -> str:
+    """The folder ``save_pretrained`` writes for the tiny ``task`` model of ``model_type``
+    (seeded, CPU, real initialisation), saved once per session."""
+    import os
+
     import torch
+
+    from modeldiff._inputs import build_model
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config(model_type), task=task, device="cpu")
+    folder = os.path.join(_workdir(), f"{model_type}--{task}")
+    with _quiet():
+        model.save_pretrained(folder)
+    return folder
+
+
+def auto_class(task: str) -> Any:
     import transformers
+
+    from modeldiff._inputs import TASKS
+
+    return getattr(transformers, TASKS[task])
+
+
+@functools.cache
+def oracle(model_type: str, checkpoint_task: str, target_task: str, **kwargs: Any
+           ) -> LoadingReport:
+    """What ``AutoClass(target_task).from_pretrained(folder, output_loading_info=True)``
+    reports for the saved tiny ``checkpoint_task`` model of ``model_type``."""
+    import torch
     from safetensors import safe_open
 
-    from modeldiff._inputs import TASKS, build_model
-
+    folder = saved(model_type, checkpoint_task)
+    auto = auto_class(target_task)
     config = tiny_config(model_type)
-    torch.manual_seed(0)
-    base = build_model(config, task="base", device="cpu")
-    head_cls = head_class_for(model_type, task)
-    auto_class = getattr(transformers, TASKS[task])
+    target_cls = auto._model_mapping[type(config)]
     seen: dict[str, frozenset[str]] = {}
-    with tempfile.TemporaryDirectory(prefix=f"sweep-{model_type}-") as folder:
-        with _quiet():
-            base.save_pretrained(folder)
-        with safe_open(f"{folder}/model.safetensors", framework="pt") as f:
-            saved = frozenset(f.keys())
-        torch.manual_seed(0)
-        with _recording(head_cls, seen), _quiet():
-            head, info = auto_class.from_pretrained(folder, output_loading_info=True)
-    assert type(head) is head_cls, (type(head), head_cls)
+    torch.manual_seed(0)
+    with _recording(target_cls, seen), _quiet():
+        model, info = auto.from_pretrained(folder, output_loading_info=True, **kwargs)
+    keys: set[str] = set()
+    import glob
+
+    for f in glob.glob(f"{folder}/*.safetensors"):
+        with safe_open(f, framework="pt") as fh:
+            keys |= set(fh.keys())
     return LoadingReport(
         model_type=model_type,
-        task=task,
+        task=target_task,
         missing=frozenset(info["missing_keys"]),
         unexpected=frozenset(info["unexpected_keys"]),
         mismatched=frozenset(_mismatched(info["mismatched_keys"])),
-        raw_missing=seen["missing"],
-        raw_unexpected=seen["unexpected"],
-        ignored_missing_patterns=seen["ignore_missing"],
-        ignored_unexpected_patterns=seen["ignore_unexpected"],
-        base_class=type(base).__name__,
-        head_class=head_cls.__name__,
-        base_model_prefix=head_cls.base_model_prefix,
-        saved_keys=saved,
+        raw_missing=seen.get("missing", frozenset(info["missing_keys"])),
+        raw_unexpected=seen.get("unexpected", frozenset(info["unexpected_keys"])),
+        ignored_missing_patterns=seen.get("ignore_missing", frozenset()),
+        ignored_unexpected_patterns=seen.get("ignore_unexpected", frozenset()),
+        base_class=type(model).__name__ if checkpoint_task == target_task else "",
+        head_class=type(model).__name__,
+        base_model_prefix=type(model).base_model_prefix,
+        saved_keys=frozenset(keys),
     )
+
+
+def loading_report(model_type: str, task: str) -> LoadingReport:
+    """Save the tiny base model of ``model_type``, load ``task``'s head from it, and return
+    what transformers reported. Cached per case for the session."""
+    import dataclasses
+
+    from modeldiff._inputs import build_model
+
+    report = oracle(model_type, "base", task)
+    base_cls = type(build_model(tiny_config(model_type), task="base", device="meta")).__name__
+    return dataclasses.replace(report, base_class=base_cls)
 
 
 def _mismatched(entries: Any) -> Iterator[tuple[str, tuple[int, ...], tuple[int, ...]]]:
