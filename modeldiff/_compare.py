@@ -108,12 +108,12 @@ def head_delta(base: Any, head: Any, *, task: Task = None) -> HeadDelta:
             "subtree of the same structure links them, so no head sits on this base. "
             "Compare them with diff(), or pass a base and a head of one architecture",
             candidates=())
-    if alignment.before:
-        raise AlignmentError(
-            f"{gh.root.cls} sits inside {gb.root.cls} (at {alignment.before!r}), not the other "
-            "way round: call head_delta(base, head) with the base model first",
-            candidates=(alignment.before,))
-    return head_delta_of(gb, gh, alignment.after)
+    # The keys follow transformers' loading rules on the saved key names (renames
+    # included), whichever way the structures nest: AutoModel's class for llama4 already
+    # holds the head, and transformers loads it into Llama4ForCausalLM all the same.
+    from modeldiff._loading import load_report
+
+    return head_delta_of(gb, gh, alignment, load_report(gb, gh))
 
 
 def _weights(a: Any, b: Any, ga: ModelGraph, gb: ModelGraph, al: Alignment, *,

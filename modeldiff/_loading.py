@@ -18,8 +18,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from modeldiff._core.graph import ModelGraph
-from modeldiff._core.head_delta import checkpoint_keys
-from modeldiff._core.load_report import LoadReport, LoadTarget, Rename, Shape, predict_load
+from modeldiff._core.load_report import (
+    LoadReport,
+    LoadTarget,
+    Rename,
+    Shape,
+    graph_checkpoint,
+    graph_target,
+    predict_load,
+)
 from modeldiff._inputs import TASKS, build_model, model_types
 from modeldiff.errors import InputTypeError, UnsupportedTaskError
 
@@ -48,9 +55,7 @@ def load_report(checkpoint: Any, target: Any, *, task: str | None = None) -> Loa
     ckpt, config, name, source_model = _checkpoint(checkpoint)
     model_or_graph = _target_model(target, task=task, config=config)
     if isinstance(model_or_graph, ModelGraph):
-        spec, rename = _target_from_graph(model_or_graph), None
-        if model_or_graph.hf is not None:
-            rename = _rename_for_graph(model_or_graph)
+        spec, rename = graph_target(model_or_graph), _rename_for_graph(model_or_graph)
     else:
         spec, rename = load_target(model_or_graph), _renamer(model_or_graph)
     if source_model is not None:
@@ -62,13 +67,11 @@ def load_report(checkpoint: Any, target: Any, *, task: str | None = None) -> Loa
 def _checkpoint(obj: Any) -> tuple[dict[str, Shape | None], Any, str, Any]:
     """``(key -> shape, config or None, display name, module or None)``."""
     if isinstance(obj, ModelGraph):
-        keys = checkpoint_keys(obj)
-        tied = {t for t, s in obj.hf.tied_weights} if obj.hf else set()
-        shapes = {f"{n.path}.{t.name}" if n.path else t.name: t.shape
-                  for n in obj.nodes for t in n.tensors}
-        table = {k: shapes.get(k) for k in keys if k not in tied or not _has_source(k, obj)}
         config = _graph_config(obj)
-        return table, config, obj.root.cls, None
+        rebuilt = _rebuilt(obj, config)
+        if rebuilt is not None:  # its saved layout differs from its modules: save as it would
+            return {}, config, obj.root.cls, rebuilt
+        return graph_checkpoint(obj), config, obj.root.cls, None
     if _is_module(obj):
         return {}, getattr(obj, "config", None), type(obj).__name__, obj
     if isinstance(obj, (str, os.PathLike)) and os.path.isdir(obj):
@@ -78,13 +81,50 @@ def _checkpoint(obj: Any) -> tuple[dict[str, Shape | None], Any, str, Any]:
         raw = read_config_json(obj)
         return {k: v[1] for k, v in index.items()}, _config_from_json(raw, obj), \
             os.fspath(obj), None
+    if isinstance(obj, (str, os.PathLike)):
+        from modeldiff.errors import CheckpointError
+
+        raise CheckpointError(
+            f"load_report(checkpoint): no such folder: {os.fspath(obj)} (a checkpoint is the "
+            "folder save_pretrained wrote, a model or a graph; hub ids are not fetched)",
+            path=obj)
     raise InputTypeError("load_report(checkpoint)", obj,
                          "a checkpoint folder, an nn.Module or a ModelGraph")
 
 
-def _has_source(key: str, g: ModelGraph) -> bool:
+def _rebuilt(g: ModelGraph, config: Any) -> Any:
+    """The model behind ``g`` rebuilt on meta, when transformers has a key conversion for
+    one of its classes (then the saved key names differ from the module structure);
+    otherwise None, and the graph's own names are the checkpoint's."""
+    if g.hf is None or config is None or not _has_conversions(g):
+        return None
+    try:
+        return build_model(config, architecture=g.hf.architecture, device="meta")
+    except Exception:  # a class that no longer builds from this config: use the graph
+        return None
+
+
+def _has_conversions(g: ModelGraph) -> bool:
+    from modeldiff._core.graph import Kind
+
+    try:
+        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+    except ImportError:  # transformers 4: no conversion mapping
+        return False
+    names = {n.cls for n in g.nodes if n.kind == Kind.MODEL}
     assert g.hf is not None
-    return any(t == key and s for t, s in g.hf.tied_weights)
+    names |= set(_model_types(g.hf.config))
+    return any(get_checkpoint_conversion_mapping(n) for n in names)
+
+
+def _model_types(cfg: Any) -> list[str]:
+    out = []
+    if isinstance(cfg, dict):
+        if isinstance(cfg.get("model_type"), str):
+            out.append(cfg["model_type"])
+        for v in cfg.values():
+            out += _model_types(v)
+    return out
 
 
 def _saved_keys(model: Any) -> dict[str, Shape | None]:
@@ -194,44 +234,17 @@ def load_target(model: Any) -> LoadTarget:
     )
 
 
-def _target_from_graph(g: ModelGraph) -> LoadTarget:
-    keys: dict[str, Shape] = {}
-    for n in g.nodes:
-        for p in (n.path, *n.aliases):
-            pre = f"{p}." if p else ""
-            for t in n.tensors:
-                if not t.buffer or t.persistent:
-                    keys[pre + t.name] = t.shape
-    buffers = [f"{n.path}.{t.name}" for n in g.nodes for t in n.tensors if t.buffer]
-    hf = g.hf
-    unexpected = set(hf.ignore_unexpected if hf else ())
-    if any(b.endswith("rotary_emb.inv_freq") for b in buffers):
-        unexpected.add(r"rotary_emb\.inv_freq")
-    if any(b.endswith("position_ids") for b in buffers):
-        unexpected.add(r"(^|\.)position_ids$")
-    modules = [n.path for n in g.nodes]
-    for n in g.nodes:
-        modules += list(n.aliases)
-    return LoadTarget(
-        cls=g.root.cls, prefix=hf.base_model_prefix if hf else "", keys=keys,
-        modules=tuple(modules),
-        ties=tuple((t, s) for t, s in (hf.tied_weights if hf else ()) if s),
-        ignore_missing=tuple(sorted(hf.ignore_missing if hf else ())),
-        ignore_unexpected=tuple(sorted(unexpected)),
-    )
-
-
 def _rename_for_graph(g: ModelGraph) -> Any:
-    """Rename rules of a graph's class: the class is rebuilt on meta from its config."""
-    assert g.hf is not None
-    config = _graph_config(g)
-    if config is None:
-        return None
+    """Rename rules of a graph's class: its own (the class rebuilt on meta from its config)
+    when transformers has any for its classes, else the legacy ones every load applies."""
+    model = _rebuilt(g, _graph_config(g)) if g.hf is not None else None
+    if model is not None:
+        return _renamer(model)
     try:
-        model = build_model(config, architecture=g.hf.architecture, device="meta")
-    except Exception:  # a class that no longer builds from this config: no renames known
+        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+    except ImportError:
         return None
-    return _renamer(model)
+    return _renamer_of(get_checkpoint_conversion_mapping("legacy") or [])
 
 
 # -- transformers' rename rules ------------------------------------------------------------------
@@ -242,6 +255,11 @@ def _renamer(model: Any) -> Any:
     if tf is None or not isinstance(model, tf.PreTrainedModel):
         return None
     from transformers.conversion_mapping import get_model_conversion_mapping
+
+    return _renamer_of(get_model_conversion_mapping(model))
+
+
+def _renamer_of(mapping: Any) -> Any:
     from transformers.core_model_loading import (
         WeightConverter,
         WeightRenaming,
@@ -249,7 +267,6 @@ def _renamer(model: Any) -> Any:
         rename_source_key,
     )
 
-    mapping = get_model_conversion_mapping(model)
     renamings = [m for m in mapping if isinstance(m, WeightRenaming)]
     converters = [m for m in mapping if isinstance(m, WeightConverter)]
     if not renamings and not converters:

@@ -86,7 +86,7 @@ _LISTS: Mapping[str, Any] = {
     "conv_dim": lambda v: [16] * len(v),
     "embed_dims": lambda v: [8 * (i + 1) for i in range(len(v))],
     "encoder_hidden_sizes": lambda v: [8 * (i + 1) for i in range(len(v))],
-    "num_encoder_blocks": lambda v: v,
+    "image_size": lambda v: [32] * len(v),
 }
 
 # Where the generic rules are not enough. Why, per entry:

@@ -232,6 +232,23 @@ def auto_class(task: str) -> Any:
     return getattr(transformers, TASKS[task])
 
 
+def target_class(folder: str, task: str) -> Any:
+    """The class ``AutoClass(task).from_pretrained(folder)`` builds, chosen the way the auto
+    class chooses it (config class -> model class; by ``architectures`` where a config maps
+    to several). ``from_pretrained`` is then called on that class directly: AutoBackbone's
+    own ``from_pretrained`` asks the hub whether a local folder is a repo, which fails
+    offline."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    found = auto_class(task)._model_mapping[type(config)]
+    if isinstance(found, (tuple, list)):
+        archs = config.architectures or ()
+        named = [c for c in found if c.__name__ in archs]
+        found = named[0] if named else found[0]
+    return found
+
+
 @functools.cache
 def oracle(model_type: str, checkpoint_task: str, target_task: str, **kwargs: Any
            ) -> LoadingReport:
@@ -241,13 +258,11 @@ def oracle(model_type: str, checkpoint_task: str, target_task: str, **kwargs: An
     from safetensors import safe_open
 
     folder = saved(model_type, checkpoint_task)
-    auto = auto_class(target_task)
-    config = tiny_config(model_type)
-    target_cls = auto._model_mapping[type(config)]
+    target_cls = target_class(folder, target_task)
     seen: dict[str, frozenset[str]] = {}
     torch.manual_seed(0)
     with _recording(target_cls, seen), _quiet():
-        model, info = auto.from_pretrained(folder, output_loading_info=True, **kwargs)
+        model, info = target_cls.from_pretrained(folder, output_loading_info=True, **kwargs)
     keys: set[str] = set()
     import glob
 

@@ -28,7 +28,9 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from modeldiff._core.graph import ModelGraph
 from modeldiff._core.report import Report, register
 
 if sys.version_info >= (3, 11):
@@ -51,6 +53,8 @@ __all__ = [
     "Status",
     "Verdict",
     "fold_keys",
+    "graph_checkpoint",
+    "graph_target",
     "natural_key",
     "predict_load",
 ]
@@ -120,10 +124,10 @@ class Rename:
 @register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyGroup:
-    """Keys of one status under one module, with a verdict."""
+    """Keys of one status and one verdict, with the module roots they sit under."""
 
     status: Status
-    module: str
+    modules: tuple[str, ...]
     keys: tuple[str, ...]
     verdict: Verdict
 
@@ -179,7 +183,7 @@ class LoadReport(Report):
     ``ignore_mismatched_sizes=True``.
     """
 
-    SCHEMA = "modeldiff.load_report"
+    SCHEMA: ClassVar[str] = "modeldiff.load_report"
 
     checkpoint: str
     target: str
@@ -464,8 +468,7 @@ def _groups(target: LoadTarget, present: set[str], missing: tuple[str, ...],
             head_like = not prefix or not inside or root.rsplit(".", 1)[-1] in HEAD_NAMES
             verdict = Verdict.NEW_HEAD if head_like else Verdict.BASE_MISSING
         by[(root, verdict)].append(k)
-    for (root, verdict), ks in by.items():
-        out.append(KeyGroup(status=Status.MISSING, module=root, keys=tuple(ks), verdict=verdict))
+    out += _merged(Status.MISSING, by)
 
     # unexpected keys, in the checkpoint's names: a checkpoint module of which some keys
     # loaded and some did not does not fit; one that loaded nothing is another task's part
@@ -491,22 +494,80 @@ def _groups(target: LoadTarget, present: set[str], missing: tuple[str, ...],
                 root = _parent(root)
             verdict = Verdict.UNUSED_HEAD
         by[(root, verdict)].append(k)
-    for (root, verdict), ks in by.items():
-        out.append(KeyGroup(status=Status.UNEXPECTED, module=root, keys=tuple(ks),
-                            verdict=verdict))
+    out += _merged(Status.UNEXPECTED, by)
     if mismatched:
         by_m: dict[str, list[str]] = defaultdict(list)
         for mm in mismatched:
             by_m[_module_of(mm.key, modules)].append(mm.key)
-        out += [KeyGroup(status=Status.MISMATCH, module=m, keys=tuple(ks),
-                         verdict=Verdict.RESIZED) for m, ks in by_m.items()]
+        out.append(KeyGroup(status=Status.MISMATCH, modules=tuple(by_m),
+                            keys=tuple(k for ks in by_m.values() for k in ks),
+                            verdict=Verdict.RESIZED))
     if renamed:
-        by_r: dict[str, list[str]] = defaultdict(list)
-        for r in renamed:
-            by_r[r.rule].append(r.key)
-        out += [KeyGroup(status=Status.CONVERSION, module="", keys=tuple(ks),
-                         verdict=Verdict.RENAMED) for ks in by_r.values()]
+        out.append(KeyGroup(status=Status.CONVERSION,
+                            modules=tuple(dict.fromkeys(_module_of(r.key, modules)
+                                                        for r in renamed)),
+                            keys=tuple(r.key for r in renamed), verdict=Verdict.RENAMED))
     return tuple(out)
+
+
+def _merged(status: Status, by: Mapping[tuple[str, Verdict], list[str]]) -> list[KeyGroup]:
+    """One group per verdict, its module roots in order of first appearance."""
+    roots: dict[Verdict, list[str]] = defaultdict(list)
+    keys: dict[Verdict, list[str]] = defaultdict(list)
+    for (root, verdict), ks in by.items():
+        roots[verdict].append(root)
+        keys[verdict] += ks
+    return [KeyGroup(status=status, modules=tuple(dict.fromkeys(roots[v])),
+                     keys=tuple(keys[v]), verdict=v) for v in roots]
+
+
+# -- graphs as tables ----------------------------------------------------------------------------
+def graph_checkpoint(g: ModelGraph) -> dict[str, Shape | None]:
+    """The keys and shapes ``save_pretrained`` writes for the model ``g`` was walked from,
+    in the model's own layout: state-dict keys, one copy of each tied tensor."""
+    keys = _saved_names(g)
+    tied = {t for t, s in g.hf.tied_weights if s} if g.hf else set()
+    shapes = {f"{n.path}.{t.name}" if n.path else t.name: t.shape
+              for n in g.nodes for t in n.tensors}
+    return {k: shapes.get(k) for k in keys if k not in tied}
+
+
+def graph_target(g: ModelGraph) -> LoadTarget:
+    """:func:`load_target` for a walked graph."""
+    keys: dict[str, Shape] = {}
+    for n in g.nodes:
+        for p in (n.path, *n.aliases):
+            pre = f"{p}." if p else ""
+            for t in n.tensors:
+                if not t.buffer or t.persistent:
+                    keys[pre + t.name] = t.shape
+    buffers = [f"{n.path}.{t.name}" for n in g.nodes for t in n.tensors if t.buffer]
+    hf = g.hf
+    unexpected = set(hf.ignore_unexpected if hf else ())
+    if any(b.endswith("rotary_emb.inv_freq") for b in buffers):
+        unexpected.add(r"rotary_emb\.inv_freq")
+    if any(b.endswith("position_ids") for b in buffers):
+        unexpected.add(r"(^|\.)position_ids$")
+    modules = [n.path for n in g.nodes]
+    for n in g.nodes:
+        modules += list(n.aliases)
+    return LoadTarget(
+        cls=g.root.cls, prefix=hf.base_model_prefix if hf else "", keys=keys,
+        modules=tuple(modules),
+        ties=tuple((t, s) for t, s in (hf.tied_weights if hf else ()) if s),
+        ignore_missing=tuple(sorted(hf.ignore_missing if hf else ())),
+        ignore_unexpected=tuple(sorted(unexpected)),
+    )
+
+
+def _saved_names(g: ModelGraph) -> list[str]:
+    keys: list[str] = []
+    for n in g.nodes:
+        for p in (n.path, *n.aliases):
+            pre = f"{p}." if p else ""
+            keys.extend(pre + t.name for t in n.tensors
+                        if (not t.buffer or t.persistent) and t.tied_to is None)
+    return keys
 
 
 # -- transformers' vocabulary: index folding ----------------------------------------------------
