@@ -23,11 +23,14 @@ and checked on every case of :data:`SWEEP_CASES` by ``tests/test_head_delta_swee
    ``cls.predictions.bias`` and both are reported. A head weight with no tie declared is
    missing even when it could be tied (``LukeForMaskedLM``'s ``lm_head.decoder.weight``,
    ``EuroBertForMaskedLM``'s ``lm_head.weight``).
-3. ``base_model_prefix`` is added or stripped per key, never for the whole checkpoint:
-   a checkpoint key ``k`` that is not in the head's state dict becomes ``f"{prefix}.{k}"``
-   when that is; a key starting with ``prefix.`` loses it when the stripped key is in the
-   head (``rename_source_key``). So a ``DistilBertModel`` checkpoint fills ``distilbert.*``
-   of ``DistilBertForSequenceClassification``. Missing keys are spelled as the *head*
+3. ``base_model_prefix`` is added or stripped per key, never for the whole checkpoint
+   (``rename_source_key``): a key starting with ``prefix`` loses ``prefix.`` when the
+   stripped key is in the model; otherwise ``k`` becomes ``f"{prefix}.{k}"`` when that is
+   in the model, *even when ``k`` itself is too*. So a ``DistilBertModel`` checkpoint fills
+   ``distilbert.*`` of ``DistilBertForSequenceClassification``, and a ``PixioModel``
+   checkpoint's ``layernorm.weight`` fills ``pixio.layernorm.weight`` of ``PixioBackbone``,
+   whose own root ``layernorm`` stays missing (an earlier version of this note had the
+   order the other way round). Missing keys are spelled as the *head*
    names them (with the prefix): a head whose inner base has more than the saved base is
    missing those parts under the prefix (``gte.pooler.dense.weight``,
    ``nomic_bert.pooler.dense.weight``: their base models are built without a pooler).

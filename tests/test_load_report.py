@@ -33,7 +33,8 @@ def test_two_label_checkpoint_into_five_label_head_is_a_mismatch() -> None:
     assert got == set(truth.mismatched) == {("classifier.weight", (2, 32), (5, 32)),
                                             ("classifier.bias", (2,), (5,))}
     assert set(report.missing) == truth.missing == set()
-    assert report.raises and not report.ok
+    assert report.raises
+    assert not report.ok
     assert [g.verdict for g in report.groups] == [Verdict.RESIZED]
     assert "Reinit due to size mismatch - ckpt: [2, 32] vs model:[5, 32]" in report.table()
 
@@ -99,7 +100,8 @@ def test_older_key_layout_is_predicted_as_transformers_renames_it(tmp_path: Path
 
     old = tmp_path / "old"
     renamed = _older_layout(saved("bert"), old, "bert")
-    assert renamed and all("LayerNorm.gamma" in k or "LayerNorm.beta" in k for k in renamed)
+    assert renamed
+    assert all("LayerNorm.gamma" in k or "LayerNorm.beta" in k for k in renamed)
     _, info = BertForQuestionAnswering.from_pretrained(str(old), output_loading_info=True)
     report = modeldiff.load_report(old, "question-answering")
     assert set(report.missing) == set(info["missing_keys"])
@@ -122,7 +124,8 @@ def test_fused_experts_are_a_conversion_of_the_saved_per_expert_layout() -> None
     assert set(report.missing) == truth.missing == {"lm_head.weight"}
     assert report.unexpected == ()
     merged = [r for r in report.renamed if r.converted]
-    assert merged and all(".experts." in r.checkpoint_key for r in merged)
+    assert merged
+    assert all(".experts." in r.checkpoint_key for r in merged)
     assert {r.key for r in merged} >= {"model.layers.0.mlp.experts.gate_up_proj",
                                        "model.layers.0.mlp.experts.down_proj"}
 
@@ -131,7 +134,8 @@ def test_fused_experts_are_a_conversion_of_the_saved_per_expert_layout() -> None
 def test_new_head_modules_include_parameterless_ones() -> None:
     report = modeldiff.load_report(saved("distilbert"), "sequence-classification")
     assert report.new_modules == ("pre_classifier", "classifier", "dropout")
-    assert report.ok and not report.raises
+    assert report.ok
+    assert not report.raises
     (group,) = report.groups
     assert group.status is Status.MISSING
     assert group.verdict is Verdict.NEW_HEAD
@@ -173,7 +177,8 @@ def test_encoder_weights_missing_do_not_fit(tmp_path: Path) -> None:
     shutil.copy(f"{saved('bert')}/config.json", tmp_path / "config.json")
     report = modeldiff.load_report(tmp_path, "sequence-classification")
     bad = [g for g in report.groups if not g.expected]
-    assert bad and all(g.verdict is Verdict.BASE_MISSING for g in bad)
+    assert bad
+    assert all(g.verdict is Verdict.BASE_MISSING for g in bad)
     assert any("bert.encoder.layer.1" in g.modules for g in bad)
     assert not report.ok
     text = str(report)
@@ -262,11 +267,15 @@ def test_index_folding_is_transformers() -> None:
 
 def test_report_protocol_json_roundtrip_and_text() -> None:
     report = modeldiff.load_report(saved("bert", "token-classification"), "base")
-    assert bool(report) and report.findings == len(report.missing) + len(report.unexpected)
+    assert bool(report)
+    assert report.findings == len(report.missing) + len(report.unexpected)
     again = LoadReport.from_json(report.to_json())
     assert again == report
     assert json.loads(report.to_json())["ok"] is True
     assert repr(report).startswith("<LoadReport ")
-    assert "UNEXPECTED" in str(report) and "classifier.{weight, bias}" not in str(report)
+    assert "UNEXPECTED" in str(report)
+    assert "classifier.{weight, bias}" not in str(report)
     exact = modeldiff.load_report(saved("bert"), "base")
-    assert not exact and exact.ok and "every key loads" in exact.headline()
+    assert not exact
+    assert exact.ok
+    assert "every key loads" in exact.headline()

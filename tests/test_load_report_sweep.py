@@ -46,13 +46,13 @@ def test_load_report_matches_transformers(model_type: str, checkpoint_task: str,
 def test_unloadable_direction_is_an_error() -> None:
     """A MllamaForCausalLM checkpoint has a MllamaTextConfig, which AutoModel has no class
     for: transformers raises, and so does load_report (a typed error naming the task)."""
+    from transformers import AutoModel
+
     import modeldiff
     from modeldiff.errors import UnsupportedTaskError
 
     folder = saved("mllama", "causal-lm")
     with pytest.raises(ValueError, match="Unrecognized configuration class"):
-        from transformers import AutoModel
-
         AutoModel.from_pretrained(folder)
     with pytest.raises(UnsupportedTaskError, match="no base model"):
         modeldiff.load_report(folder, "base")

@@ -81,7 +81,7 @@ def head_delta_of(base: ModelGraph, head: ModelGraph, prefix: str | Alignment,
         Alignment(before="", after=prefix, how="base_model_prefix")
     d = diff_graphs(base, head, al)
     if load is None:
-        load = predict_load(graph_checkpoint(base), graph_target(head))
+        load = predict_load(graph_checkpoint(base), graph_target(head, prefix=al.after))
     return HeadDelta(
         prefix=al.after,
         modules=tuple(c.path for c in d.added),

@@ -532,8 +532,9 @@ def graph_checkpoint(g: ModelGraph) -> dict[str, Shape | None]:
     return {k: shapes.get(k) for k in keys if k not in tied}
 
 
-def graph_target(g: ModelGraph) -> LoadTarget:
-    """:func:`load_target` for a walked graph."""
+def graph_target(g: ModelGraph, *, prefix: str | None = None) -> LoadTarget:
+    """What loading needs to know about the class ``g`` was walked from. ``prefix``: the
+    base model's place, for a graph without transformers' facts (a printed model)."""
     keys: dict[str, Shape] = {}
     for n in g.nodes:
         for p in (n.path, *n.aliases):
@@ -552,7 +553,7 @@ def graph_target(g: ModelGraph) -> LoadTarget:
     for n in g.nodes:
         modules += list(n.aliases)
     return LoadTarget(
-        cls=g.root.cls, prefix=hf.base_model_prefix if hf else "", keys=keys,
+        cls=g.root.cls, prefix=hf.base_model_prefix if hf else (prefix or ""), keys=keys,
         modules=tuple(modules),
         ties=tuple((t, s) for t, s in (hf.tied_weights if hf else ()) if s),
         ignore_missing=tuple(sorted(hf.ignore_missing if hf else ())),
