@@ -87,7 +87,7 @@ def _checkpoint(obj: Any) -> tuple[dict[str, Shape | None], Any, str, Any]:
         raise CheckpointError(
             f"load_report(checkpoint): no such folder: {os.fspath(obj)} (a checkpoint is the "
             "folder save_pretrained wrote, a model or a graph; hub ids are not fetched)",
-            path=obj)
+            path=os.fspath(obj))
     raise InputTypeError("load_report(checkpoint)", obj,
                          "a checkpoint folder, an nn.Module or a ModelGraph")
 
