@@ -279,3 +279,78 @@ def test_report_protocol_json_roundtrip_and_text() -> None:
     assert not exact
     assert exact.ok
     assert "every key loads" in exact.headline()
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def test_cli_new_head_only_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from modeldiff.cli import main
+
+    assert main(["load-report", saved("bert"), "--task", "question-answering"]) == 0
+    out = capsys.readouterr().out
+    assert "BertForQuestionAnswering LOAD REPORT" in out
+    assert "qa_outputs.weight" in out
+    assert "new head for the task: expected, train it" in out
+
+
+def test_cli_strict_exits_1_on_any_status() -> None:
+    from modeldiff.cli import main
+
+    assert main(["load-report", saved("bert"), "--task", "question-answering",
+                 "--strict"]) == 1
+    assert main(["load-report", saved("bert"), "--task", "base", "--strict"]) == 0
+
+
+def test_cli_class_model_type_and_folder_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    from modeldiff.cli import main
+
+    assert main(["load-report", saved("bert"), "--class", "BertForTokenClassification",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema"] == "modeldiff.load_report"
+    assert data["target"] == "BertForTokenClassification"
+    assert data["ok"] is True
+    assert main(["load-report", saved("bert"), "bert", "--task", "masked-lm", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["target"] == "BertForMaskedLM"
+    folder = saved("bert", "sequence-classification")
+    assert main(["load-report", saved("bert"), folder, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["target"] == "BertForSequenceClassification"
+
+
+def test_cli_does_not_fit_exits_1_and_errors_exit_2(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from modeldiff.cli import main
+
+    sd = load_file(f"{saved('bert')}/model.safetensors")
+    _write_safetensors(tmp_path, {k: v for k, v in sd.items() if "layer.0." not in k})
+    shutil.copy(f"{saved('bert')}/config.json", tmp_path / "config.json")
+    assert main(["load-report", str(tmp_path), "--task", "base"]) == 1
+    assert "does not fit" in capsys.readouterr().out
+    assert main(["load-report", str(tmp_path / "nope"), "--task", "base"]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["load-report", saved("bert")]) == 2
+
+
+# -- assert_loads --------------------------------------------------------------------------------
+def test_assert_loads_allow_new() -> None:
+    from modeldiff.testing import assert_loads
+
+    folder = saved("bert")
+    assert_loads(folder, "base")
+    assert_loads(folder, "question-answering", allow_new=True, allow_unused=True)
+    assert_loads(folder, "question-answering", allow_new=["qa_outputs.*"], allow_unused=True)
+    with pytest.raises(AssertionError, match=r"MISSING \(not allowed\): qa_outputs"):
+        assert_loads(folder, "question-answering", allow_unused=True)
+    with pytest.raises(AssertionError, match=r"UNEXPECTED \(not allowed\): pooler"):
+        assert_loads(folder, "question-answering", allow_new=True)
+
+
+def test_assert_loads_always_fails_on_a_mismatch() -> None:
+    from modeldiff.testing import assert_loads
+
+    with pytest.raises(AssertionError, match=r"MISMATCH classifier.weight: checkpoint \[2, 32\]"):
+        assert_loads(saved("bert", "sequence-classification"), _five_label_head(),
+                     allow_new=True, allow_unused=True)

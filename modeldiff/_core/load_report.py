@@ -252,7 +252,7 @@ class LoadReport(Report):
             return ""
         w0 = max(len("Key"), *(len(r[0]) for r in rows))
         w1 = max(len("Status"), *(len(r[1]) for r in rows))
-        lines = [f"{'Key':<{w0}} | {'Status':<{w1}} | Details", f"{'-' * w0}-+-{'-' * w1}-+-"]
+        lines = [f"{'Key':<{w0}} | {'Status':<{w1}} | Details", f"{'-' * w0}-+-{'-' * w1}-+-{'-' * 7}"]
         lines += [f"{a:<{w0}} | {b:<{w1}} | {c}".rstrip() for a, b, c in rows]
         return "\n".join(lines)
 
@@ -342,8 +342,8 @@ def predict_load(checkpoint: Mapping[str, Shape | None], target: LoadTarget, *,
     ignored_unexpected = tuple(k for k in unexpected if ign_u and ign_u.search(k))
     present = set(keys) - set(missing)
     new_modules = _new_modules(target, present)
-    groups = _groups(target, present, report_missing, report_unexpected, mismatched,
-                     renamed_rows, ignored_missing + ignored_unexpected, checkpoint)
+    groups = _groups(target, set(loaded), report_missing, report_unexpected, mismatched,
+                     renamed_rows, checkpoint)
     return LoadReport(
         checkpoint=checkpoint_name, target=target.cls, prefix=prefix,
         missing=report_missing, unexpected=report_unexpected, mismatched=tuple(mismatched),
@@ -437,9 +437,14 @@ def _new_modules(target: LoadTarget, present: set[str]) -> tuple[str, ...]:
 
 def _groups(target: LoadTarget, present: set[str], missing: tuple[str, ...],
             unexpected: tuple[str, ...], mismatched: list[Mismatch], renamed: list[Rename],
-            ignored: tuple[str, ...], checkpoint: Mapping[str, object]) -> tuple[KeyGroup, ...]:
+            checkpoint: Mapping[str, object]) -> tuple[KeyGroup, ...]:
+    """``present``: keys loaded from the checkpoint itself. A key filled by a tie (an MLM
+    decoder tied to the embeddings) does not make its module a loaded one: the rest of
+    that head is still new."""
     modules = frozenset(target.modules)
-    prefix = target.prefix
+    # the base model inside the target: the prefix module of a head class, else (a base
+    # class, or no prefix) the whole model
+    base_root = target.prefix if target.prefix and target.prefix in modules else ""
     out: list[KeyGroup] = []
     nothing = not present and bool(target.keys)
     loaded_modules: set[str] = set()
@@ -464,8 +469,8 @@ def _groups(target: LoadTarget, present: set[str], missing: tuple[str, ...],
             verdict, root = Verdict.BASE_MISSING, m
         else:
             root = root_of_new(m)
-            inside = bool(prefix) and (root == prefix or root.startswith(prefix + "."))
-            head_like = not prefix or not inside or root.rsplit(".", 1)[-1] in HEAD_NAMES
+            inside = not base_root or root == base_root or root.startswith(base_root + ".")
+            head_like = not inside or root.rsplit(".", 1)[-1] in HEAD_NAMES
             verdict = Verdict.NEW_HEAD if head_like else Verdict.BASE_MISSING
         by[(root, verdict)].append(k)
     out += _merged(Status.MISSING, by)
