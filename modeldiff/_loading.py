@@ -99,7 +99,7 @@ def _rebuilt(g: ModelGraph, config: Any) -> Any:
     if g.hf is None or config is None or not _has_conversions(g):
         return None
     try:
-        return build_model(config, architecture=g.hf.architecture, device="meta")
+        return _meta_build(config, architecture=g.hf.architecture)
     except Exception:  # a class that no longer builds from this config: use the graph
         return None
 
@@ -180,14 +180,14 @@ def _target_model(target: Any, *, task: str | None, config: Any) -> Any:
                                  "a model or graph when the checkpoint has no config")
         name: str = getattr(target, "__name__", "")
         if getattr(_transformers(), name, None) is target:
-            return build_model(config, architecture=name, device="meta")
+            return _meta_build(config, architecture=name)
         return _build_class(target, config)
     if isinstance(target, str):
         if target in TASKS:
             if config is None:
                 raise InputTypeError("load_report(target)", target,
                                      "a model or graph when the checkpoint has no config")
-            return build_model(config, task=target, device="meta")
+            return _meta_build(config, task=target)
         tf = _transformers()
         if tf is not None and hasattr(tf, target) and isinstance(getattr(tf, target), type):
             return _target_model(getattr(tf, target), task=task, config=config)
@@ -196,12 +196,24 @@ def _target_model(target: Any, *, task: str | None, config: Any) -> Any:
                 from transformers import AutoConfig
 
                 config = AutoConfig.for_model(target)
-            return build_model(config, task=task, device="meta")
+            return _meta_build(config, task=task)
         raise UnsupportedTaskError(
             f"load_report(target={target!r}): not a task ({', '.join(TASKS)}), a "
             "transformers class name or a model_type", task=target, choices=tuple(TASKS))
     raise InputTypeError("load_report(target)", target,
                          "a model class, a task, a model_type, a model or a ModelGraph")
+
+
+def _meta_build(config: Any, **kwargs: Any) -> Any:
+    """build_model on meta without running the initialisers, as from_pretrained builds
+    (transformers' own ``no_init_weights``): on meta they compute nothing, but for a
+    405B-shaped model they cost two thirds of the build."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4
+        return build_model(config, device="meta", **kwargs)
+    with no_init_weights():
+        return build_model(config, device="meta", **kwargs)
 
 
 def _build_class(cls: type, config: Any) -> Any:

@@ -42,3 +42,13 @@ def test_runner_rejects_an_unknown_benchmark_and_names_the_real_ones() -> None:
     assert proc.returncode == 2
     assert "no benchmarks/bench_no_such_thing.py" in proc.stderr
     assert "bench_walk" in proc.stderr
+
+
+def test_bench_load_report_quick_agrees_with_transformers_and_prints_the_ratio() -> None:
+    proc = run_quick(str(BENCHMARKS / "bench_load_report.py"))
+    assert proc.returncode == 0, proc.stderr
+    assert "reports agree: missing ['score.weight'], unexpected ['lm_head.weight']" in proc.stderr
+    for competitor in ("load_report (folder, task)", "load_report (folder, walked target)",
+                       "transformers on meta"):
+        assert f"| {competitor} " in proc.stdout
+    assert "transformers on meta / load_report:" in proc.stdout

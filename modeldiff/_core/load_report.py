@@ -407,7 +407,7 @@ def _module_of(key: str, modules: frozenset[str]) -> str:
 def _new_modules(target: LoadTarget, present: set[str]) -> tuple[str, ...]:
     """Roots of modules nothing is loaded into: a module with tensors none of which loaded,
     or a parameterless module whose parent is new or that hangs off the root next to the
-    base model (a head's dropout). A parameterless module inside a loaded module (a
+    base model (a head's dropout) when the checkpoint filled nothing there. A parameterless module inside a loaded module (a
     layer's dropout) was in the checkpoint's model too, as far as headers can tell."""
     modules = frozenset(target.modules)
     has_tensors: set[str] = set()
@@ -423,13 +423,17 @@ def _new_modules(target: LoadTarget, present: set[str]) -> tuple[str, ...]:
             m = _parent(m)
     if not has_loaded:
         return ()
+    # A checkpoint that filled something next to the base (a head checkpoint) came from a
+    # class with the same head: its parameterless parts (dropout) were there too.
+    prefix = target.prefix
+    head_loaded = any(k.split(".", 1)[0] != prefix for k in present) if prefix else True
     new: set[str] = set()
     for m in target.modules:
         if not m or m in has_loaded:
             continue
         parent = _module_of(m, modules) if "." in m else ""
-        if m in has_tensors or parent in new or (parent == "" and target.prefix
-                                                 and m != target.prefix):
+        if m in has_tensors or parent in new or (parent == "" and prefix and m != prefix
+                                                 and not head_loaded):
             new.add(m)
     return tuple(m for m in target.modules if m in new and
                  (_module_of(m, modules) if "." in m else "") not in new)
