@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import LLAMA_405B, compare, ms, note, parse_quick, table  # noqa: E402
+from common import LLAMA_405B, compare, ms, note, parse_quick, table
 
 SHARDS = 191  # the real Llama-3.1-405B checkpoint's shard count
 TARGET = "sequence-classification"
@@ -100,7 +100,7 @@ def transformers_on_meta(folder: Path) -> Any:
     state_dict = {}
     for shard in sorted(folder.glob("*.safetensors")):
         with safe_open(shard, framework="pt") as f:
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118 (a safe_open handle, not a dict)
                 piece = f.get_slice(key)
                 state_dict[key] = torch.empty(piece.get_shape(), dtype=torch.bfloat16,
                                               device="meta")

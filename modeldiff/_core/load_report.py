@@ -407,8 +407,9 @@ def _module_of(key: str, modules: frozenset[str]) -> str:
 def _new_modules(target: LoadTarget, present: set[str]) -> tuple[str, ...]:
     """Roots of modules nothing is loaded into: a module with tensors none of which loaded,
     or a parameterless module whose parent is new or that hangs off the root next to the
-    base model (a head's dropout) when the checkpoint filled nothing there. A parameterless module inside a loaded module (a
-    layer's dropout) was in the checkpoint's model too, as far as headers can tell."""
+    base model (a head's dropout) when the checkpoint filled nothing there. A parameterless
+    module inside a loaded module (a layer's dropout) was in the checkpoint's model too, as
+    far as headers can tell."""
     modules = frozenset(target.modules)
     has_tensors: set[str] = set()
     has_loaded: set[str] = set()
