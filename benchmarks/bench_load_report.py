@@ -14,8 +14,8 @@ Competitors, interleaved, medians of the timed calls:
 - ``load_report(folder, "sequence-classification")``: end to end, headers read by modeldiff,
   target class built on meta, transformers' rename rules, the prediction;
 - ``load_report`` with the target walked once (a ModelGraph), the headers read each call;
-- transformers on meta: ``AutoConfig.from_pretrained``, the class built under
-  ``torch.device("meta")``, the shards opened with ``safe_open`` and turned into meta tensors
+- transformers on meta: ``AutoConfig.from_pretrained``, the class built in the contexts
+  ``from_pretrained`` builds it in (``get_init_context``: the meta device), the shards opened with ``safe_open`` and turned into meta tensors
   of their header shapes (transformers cannot read 811 GB of holes in a benchmark, and
   ``from_pretrained`` needs ``accelerate`` for a meta ``device_map``), then its own
   ``convert_and_load_state_dict_in_model``, ``tie_weights(missing_keys=...)`` and
@@ -27,6 +27,7 @@ The two reports are checked equal (missing, unexpected, mismatched) before timin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -95,7 +96,9 @@ def transformers_on_meta(folder: Path) -> Any:
 
     config = AutoConfig.from_pretrained(folder)
     cls = AutoModelForSequenceClassification._model_mapping[type(config)]
-    with torch.device("meta"):
+    with contextlib.ExitStack() as stack:  # the contexts from_pretrained builds the model in
+        for context in cls.get_init_context(torch.bfloat16, False, False, False):
+            stack.enter_context(context)
         model = cls(config)
     state_dict = {}
     for shard in sorted(folder.glob("*.safetensors")):

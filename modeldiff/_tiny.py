@@ -205,9 +205,13 @@ def _shrunk(defaults: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
         for key, value in defaults.items():
             if isinstance(value, list) and len(value) == layers and key not in kwargs:
                 kwargs[key] = value[:kwargs["num_hidden_layers"]]
-    for key in ("out_features", "out_indices"):
-        if defaults.get(key) is not None and key not in kwargs:
-            kwargs[key] = None
+    if isinstance(layers, int) and "num_hidden_layers" in kwargs:
+        depth = kwargs["num_hidden_layers"]
+        indices = defaults.get("out_indices")
+        if isinstance(indices, list) and "out_indices" not in kwargs:
+            kwargs["out_indices"] = [i for i in indices if 0 <= i <= depth] or [depth]
+        if defaults.get("out_features") is not None and "out_features" not in kwargs:
+            kwargs["out_features"] = None
     return kwargs
 
 

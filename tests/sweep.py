@@ -311,3 +311,47 @@ def _mismatched(entries: Any) -> Iterator[tuple[str, tuple[int, ...], tuple[int,
 def matches_any(key: str, patterns: frozenset[str]) -> bool:
     """Whether transformers' ignore patterns (regexes, searched) cover ``key``."""
     return any(re.search(p, key) for p in patterns)
+
+
+def discover(max_base: int = 1_000_000, max_head: int = 2_000_000) -> dict[str, list[str]]:
+    """The cases of ``tests/sweep_cases.py``: every model type transformers knows whose tiny
+    config builds a base model of at most ``max_base`` parameters (on meta), with every head
+    family of ``TASKS`` whose tiny head builds with at most ``max_head`` and which
+    transformers can load from the saved base checkpoint. Whether load_report agrees plays
+    no part in the choice. Minutes: run by hand (``python -m tests.sweep``), not in CI."""
+    import logging
+
+    import transformers
+
+    from modeldiff._inputs import TASKS, build_model, model_types
+
+    logging.disable(logging.WARNING)
+    out: dict[str, list[str]] = {}
+    for model_type in model_types():
+        try:
+            config = tiny_config(model_type)
+            base = build_model(config, task="base", device="meta")
+        except Exception:  # no tiny config, or no base class: not sweepable
+            continue
+        if sum(p.numel() for p in base.parameters()) > max_base:
+            continue
+        heads = []
+        for task, auto in TASKS.items():
+            if task == "base" or type(config) not in getattr(transformers, auto)._model_mapping:
+                continue
+            try:
+                head = build_model(config, task=task, device="meta")
+                if sum(p.numel() for p in head.parameters()) > max_head:
+                    continue
+                oracle(model_type, "base", task)
+            except Exception:  # transformers cannot build or load it: not a case
+                continue
+            heads.append(task)
+        if heads:
+            out[model_type] = heads
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - the generator of tests/sweep_cases.py
+    for model_type, heads in discover().items():
+        print(f"    {model_type!r}: {tuple(heads)!r},")
