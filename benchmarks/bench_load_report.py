@@ -4,7 +4,7 @@ loading machinery run on the meta device.
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_load_report.py [--quick]
 
 The checkpoint is what ``save_pretrained`` writes for LlamaForCausalLM at the 405B shape
-(bf16, 1,138 tensors, 812 GB) in 191 shards with an index, except that every shard holds
+(bf16, 1,137 tensors, 812 GB) in 191 shards with an index, except that every shard holds
 only its safetensors header: the bytes after it are a sparse hole (the file has its full
 logical size, the disk holds a few KB). Target: LlamaForSequenceClassification (``score`` is
 new, ``lm_head`` unused), built from the folder's config.json as ``from_pretrained`` would.
@@ -16,8 +16,9 @@ Competitors, interleaved, medians of the timed calls:
 - ``load_report`` with the target walked once (a ModelGraph), the headers read each call;
 - transformers on meta: ``AutoConfig.from_pretrained``, the class built in the contexts
   ``from_pretrained`` builds it in (``get_init_context``: the meta device), the shards
-  opened with ``safe_open`` and turned into meta tensors of their header shapes (transformers cannot read 812 GB of holes in a benchmark, and
-  ``from_pretrained`` needs ``accelerate`` for a meta ``device_map``), then its own
+  opened with ``safe_open`` and turned into meta tensors of their header shapes
+  (transformers cannot read 812 GB of holes in a benchmark, and ``from_pretrained`` needs
+  ``accelerate`` for a meta ``device_map``), then its own
   ``convert_and_load_state_dict_in_model``, ``tie_weights(missing_keys=...)`` and
   ``_adjust_missing_and_unexpected_keys``: everything ``from_pretrained`` does to produce
   its report, without initialising or reading a weight.
