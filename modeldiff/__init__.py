@@ -22,6 +22,7 @@ __all__ = [
     "GraphDiff",
     "HeadDelta",
     "Kind",
+    "LoadReport",
     "ModelDiffError",
     "ModelGraph",
     "Node",
@@ -39,6 +40,7 @@ __all__ = [
     "diff",
     "errors",
     "head_delta",
+    "load_report",
     "parse_repr",
     "pipeline_steps",
     "render",
@@ -64,6 +66,8 @@ _LAZY = {
     "align": "modeldiff._compare",
     "head_delta": "modeldiff._compare",
     "weight_diff": "modeldiff._compare",
+    "load_report": "modeldiff._loading",
+    "LoadReport": "modeldiff._core.load_report",
     "GraphDiff": "modeldiff._core.diff",
     "HeadDelta": "modeldiff._core.head_delta",
     "WeightDiff": "modeldiff._core.weights",
@@ -83,10 +87,12 @@ if TYPE_CHECKING:
     from modeldiff._compare import align, diff, head_delta, weight_diff
     from modeldiff._core.diff import GraphDiff
     from modeldiff._core.head_delta import HeadDelta
+    from modeldiff._core.load_report import LoadReport
     from modeldiff._core.printed import parse_repr
     from modeldiff._core.trace import Trace
     from modeldiff._core.weights import WeightDiff
     from modeldiff._inputs import walk
+    from modeldiff._loading import load_report
     from modeldiff._pipeline import PipelineSteps, Prediction, classify, pipeline_steps
     from modeldiff._render import render, save
     from modeldiff._roundtrip import RoundTripReport, roundtrip

@@ -102,18 +102,26 @@ def head_delta(base: Any, head: Any, *, task: Task = None) -> HeadDelta:
     tb, th = task if isinstance(task, tuple) else (None, task)
     gb, gh = as_graph(base, task=tb), as_graph(head, task=th)
     alignment = align_graphs(gb, gh, "auto")
-    if alignment.how == "identity" and gb.root.cls != gh.root.cls:
+    # Two transformers models of one family load into each other whatever their module
+    # trees look like (MllamaModel into MllamaForCausalLM: the keys decide); without
+    # transformers' facts on both sides, unrelated structures have no head delta.
+    same_family = gb.hf is not None and gh.hf is not None and (
+        gh.hf.model_type.startswith(gb.hf.model_type)
+        or gb.hf.model_type.startswith(gh.hf.model_type))
+    if alignment.how == "identity" and gb.root.cls != gh.root.cls and not same_family:
         raise AlignmentError(
             f"{gh.root.cls} does not contain {gb.root.cls}: no base_model_prefix and no "
             "subtree of the same structure links them, so no head sits on this base. "
             "Compare them with diff(), or pass a base and a head of one architecture",
             candidates=())
-    if alignment.before:
-        raise AlignmentError(
-            f"{gh.root.cls} sits inside {gb.root.cls} (at {alignment.before!r}), not the other "
-            "way round: call head_delta(base, head) with the base model first",
-            candidates=(alignment.before,))
-    return head_delta_of(gb, gh, alignment.after)
+    # The keys follow transformers' loading rules on the saved key names (renames
+    # included), whichever way the structures nest: AutoModel's class for llama4 already
+    # holds the head, and transformers loads it into Llama4ForCausalLM all the same.
+    from modeldiff._loading import load_report
+
+    if gh.hf is None:  # a printed model: no class to build, the structure's prefix
+        return head_delta_of(gb, gh, alignment)
+    return head_delta_of(gb, gh, alignment, load_report(gb, gh))
 
 
 def _weights(a: Any, b: Any, ga: ModelGraph, gb: ModelGraph, al: Alignment, *,

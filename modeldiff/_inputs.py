@@ -40,9 +40,9 @@ from modeldiff.errors import (
 )
 from modeldiff.kinds import suggest
 
-__all__ = ["TASKS", "Task", "as_graph", "build_model", "check_config_values", "load_model",
-           "load_tokenizer", "model_class", "output_file", "output_folder", "task_pair", "walk",
-           "weight_source"]
+__all__ = ["TASKS", "Task", "as_graph", "build_model", "check_config_values", "folder_config",
+           "load_model", "load_tokenizer", "model_class", "output_file", "output_folder",
+           "task_pair", "walk", "weight_source"]
 
 Task = str | None | tuple[str | None, str | None]
 
@@ -76,6 +76,15 @@ TASKS: Mapping[str, str] = {
     "seq2seq-lm": "AutoModelForSeq2SeqLM",
     "multiple-choice": "AutoModelForMultipleChoice",
     "pretraining": "AutoModelForPreTraining",
+    "next-sentence-prediction": "AutoModelForNextSentencePrediction",
+    "image-classification": "AutoModelForImageClassification",
+    "semantic-segmentation": "AutoModelForSemanticSegmentation",
+    "object-detection": "AutoModelForObjectDetection",
+    "backbone": "AutoBackbone",
+    "image-text-to-text": "AutoModelForImageTextToText",
+    "audio-classification": "AutoModelForAudioClassification",
+    "ctc": "AutoModelForCTC",
+    "speech-seq2seq": "AutoModelForSpeechSeq2Seq",
 }
 
 
@@ -202,7 +211,7 @@ def _walk_hub(model_id: str, *, task: str | None) -> ModelGraph:
 
 
 def _walk_folder(folder: Path, *, task: str | None) -> ModelGraph:
-    config, arch = _folder_config(folder, task=task)
+    config, arch = folder_config(folder, task=task)
     model = build_model(config, task=task, architecture=arch)
     from modeldiff._walk.checkpoint import read_tensor_index
     from modeldiff._walk.walker import walk_module
@@ -211,7 +220,7 @@ def _walk_folder(folder: Path, *, task: str | None) -> ModelGraph:
     return walk_module(model, source=f"{folder} (built on meta)", overlay=overlay)
 
 
-def _folder_config(folder: Path, *, task: str | None) -> tuple[Any, str | None]:
+def folder_config(folder: Path, *, task: str | None) -> tuple[Any, str | None]:
     """(config object, architecture name or None) of a checkpoint folder, from a validated
     ``config.json``: nothing of it reaches transformers before its values are checked."""
     from modeldiff._walk.checkpoint import read_config_json
@@ -457,7 +466,7 @@ def load_model(source: str | os.PathLike[str], *, task: str | None = None,
     if folder.is_dir():
         # config.json validated (values, architectures) and weight headers read before
         # transformers sees the folder: corrupt or truncated weights are a CheckpointError here
-        _, arch = _folder_config(folder, task=task if task or auto_class else None)
+        _, arch = folder_config(folder, task=task if task or auto_class else None)
         read_tensor_index(folder)
         where = str(folder)
     elif _looks_like_path(text) or folder.exists():

@@ -63,6 +63,30 @@ _GENERIC: Mapping[str, int] = {
     **dict.fromkeys(("num_experts", "num_local_experts"), EXPERTS),
     "num_experts_per_tok": EXPERTS_PER_TOKEN,
     "sliding_window": 64,
+    # vision: 32x32 images in 4x4 patches (64 tokens), a narrow patch embedding
+    "image_size": 32,
+    "patch_size": 4,
+    **dict.fromkeys(("embed_dim", "vision_hidden_size", "text_hidden_size",
+                     "projection_dim", "proj_dim", "mm_hidden_size"), HIDDEN),
+    # speech: a short conv front end stays as it is (kernel and stride lists are
+    # architecture), its width shrinks
+    **dict.fromkeys(("num_conv_pos_embeddings",), 16),
+    **dict.fromkeys(("num_conv_pos_embedding_groups",), 4),
+    **dict.fromkeys(("num_mel_bins", "feature_size"), 16),
+    **dict.fromkeys(("text_intermediate_size", "vision_intermediate_size"), FFN),
+}
+
+# List-valued sizes of hierarchical (convolutional, windowed) models: one stage of each kind
+# per entry stays, the stage widths and depths shrink.
+_LISTS: Mapping[str, Any] = {
+    "depths": lambda v: [1] * len(v),
+    "hidden_sizes": lambda v: [8 * (i + 1) for i in range(len(v))],
+    "num_heads": lambda v: [1] * len(v) if isinstance(v, list) else HEADS,
+    "num_attention_heads": lambda v: [1] * len(v) if isinstance(v, list) else HEADS,
+    "conv_dim": lambda v: [16] * len(v),
+    "embed_dims": lambda v: [8 * (i + 1) for i in range(len(v))],
+    "encoder_hidden_sizes": lambda v: [8 * (i + 1) for i in range(len(v))],
+    "image_size": lambda v: [32] * len(v),
 }
 
 # Where the generic rules are not enough. Why, per entry:
@@ -132,9 +156,7 @@ def tiny_config(model_type: str, **overrides: Any) -> Any:
     if model_type not in known:
         raise UnknownModelTypeError(model_type, suggestions=suggest(model_type, known))
     defaults = AutoConfig.for_model(model_type).to_dict()
-    kwargs: dict[str, Any] = {k: v for k, v in _GENERIC.items() if k in defaults}
-    if "hidden_dim" in defaults and "dim" in defaults:  # distilbert: hidden_dim is the FFN
-        kwargs["hidden_dim"] = FFN
+    kwargs = _shrunk(defaults)
     kwargs.update(_OVERRIDES.get(model_type, {}))
     vocab = overrides.get("vocab_size", kwargs.get("vocab_size"))
     if isinstance(vocab, int):
@@ -151,6 +173,46 @@ def tiny_config(model_type: str, **overrides: Any) -> Any:
         raise ConfigError(f"tiny_config({model_type!r}) is not a valid "
                           f"{type(AutoConfig.for_model(model_type)).__name__}: {e}; pass the "
                           "offending sizes as keyword overrides") from e
+
+
+def _shrunk(defaults: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
+    """The generic rules applied to one config's keys, and to its sub-configs (a
+    vision-language model's ``text_config`` and ``vision_config``, an encoder-decoder's
+    parts), which are passed back as dicts."""
+    kwargs: dict[str, Any] = {}
+    for key, value in defaults.items():
+        if key in _LISTS and isinstance(value, list) and value and \
+                all(isinstance(x, int) for x in value):
+            kwargs[key] = _LISTS[key](value)
+        elif key in _GENERIC and (value is None or (isinstance(value, int)
+                                                    and not isinstance(value, bool))):
+            kwargs[key] = _GENERIC[key]
+        elif isinstance(value, dict) and depth < 3 and (
+                key.endswith("_config") or "model_type" in value) and value:
+            sub = {**value, **_shrunk(value, depth + 1)}
+            vocab = sub.get("vocab_size")
+            if isinstance(vocab, int):
+                for k, v in value.items():
+                    if k.endswith("_token_id"):
+                        sub[k] = _clamp(v, vocab)
+            kwargs[key] = sub
+    if "hidden_dim" in defaults and "dim" in defaults:  # distilbert: hidden_dim is the FFN
+        kwargs["hidden_dim"] = FFN
+    # per-layer lists (layer_types, moe_layers...) follow the new depth; a backbone's
+    # out_features name stages of the full depth, so they go back to the default (last)
+    layers = defaults.get("num_hidden_layers")
+    if isinstance(layers, int) and "num_hidden_layers" in kwargs:
+        for key, value in defaults.items():
+            if isinstance(value, list) and len(value) == layers and key not in kwargs:
+                kwargs[key] = value[:kwargs["num_hidden_layers"]]
+    if isinstance(layers, int) and "num_hidden_layers" in kwargs:
+        depth = kwargs["num_hidden_layers"]
+        indices = defaults.get("out_indices")
+        if isinstance(indices, list) and "out_indices" not in kwargs:
+            kwargs["out_indices"] = [i for i in indices if 0 <= i <= depth] or [depth]
+        if defaults.get("out_features") is not None and "out_features" not in kwargs:
+            kwargs["out_features"] = None
+    return kwargs
 
 
 def _clamp(value: Any, vocab: int) -> Any:

@@ -25,6 +25,10 @@ __all__ = ["main"]
 
 TASK_CHOICES = ("base", "sequence-classification", "token-classification", "masked-lm",
                 "causal-lm", "question-answering", "seq2seq-lm", "multiple-choice", "pretraining")
+# load-report takes every head family the input layer builds (modeldiff._inputs.TASKS)
+LOAD_TASK_CHOICES = (*TASK_CHOICES, "next-sentence-prediction", "image-classification",
+                     "semantic-segmentation", "object-detection", "backbone",
+                     "image-text-to-text", "audio-classification", "ctc", "speech-seq2seq")
 
 
 def _model_arg(p: argparse.ArgumentParser, name: str, help_text: str) -> None:
@@ -180,6 +184,52 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return 1 if result else 0
 
 
+# -- load-report ----------------------------------------------------------------------------
+def _add_load_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "load-report", help="what from_pretrained will report, read from headers",
+        description="Predict transformers' LOAD REPORT (MISSING, UNEXPECTED, MISMATCH, "
+                    "CONVERSION) for loading CHECKPOINT into a class, from its safetensors "
+                    "headers; no weight is read. Exit 0 when everything loads or only an "
+                    "expected new head is missing (or an unused head of another task), 1 "
+                    "otherwise (--strict: on any status), 2 on error.")
+    p.add_argument("checkpoint", help="the checkpoint folder save_pretrained wrote")
+    p.add_argument("model", nargs="?",
+                   help="the target: a model_type (with --task for a head), a transformers "
+                        "class name, or a checkpoint folder whose class to load into")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--task", choices=LOAD_TASK_CHOICES,
+                       help="load into the auto class of this task")
+    which.add_argument("--class", dest="cls", metavar="CLASS",
+                       help="load into this transformers class, e.g. BertForQuestionAnswering")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 on any status, expected or not")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_cmd_load_report)
+
+
+def _cmd_load_report(args: argparse.Namespace) -> int:
+    from modeldiff._loading import load_report
+
+    target = args.cls or args.model
+    task = args.task
+    if target is None:
+        if task is None:
+            print("modeldiff load-report: error: name the target: --task T, --class C or "
+                  "a MODEL", file=sys.stderr)
+            return 2
+        target, task = task, None
+    elif os.path.isdir(target):
+        from modeldiff._inputs import walk
+
+        target = walk(target, task=task)
+    report = load_report(args.checkpoint, target, task=task)
+    print(report.to_json() if args.json else report)
+    if args.strict:
+        return 1 if report else 0
+    return 0 if report.ok else 1
+
+
 # -- roundtrip ------------------------------------------------------------------------------
 def _add_roundtrip(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("roundtrip", help="save_pretrained, from_pretrained, and compare",
@@ -302,6 +352,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_summary,
     _add_demo,
     _add_diff,
+    _add_load_report,
     _add_classify,
     _add_render,
     _add_roundtrip,

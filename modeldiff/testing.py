@@ -36,6 +36,7 @@ from modeldiff._core.graph import ModelGraph
 __all__ = [
     "ModelSnapshot",
     "assert_head_delta",
+    "assert_loads",
     "assert_roundtrip",
     "assert_same_structure",
     "assert_weights_changed",
@@ -108,6 +109,60 @@ def assert_head_delta(base: Any, head: Any, *, modules: Iterable[str]) -> None:
     if unexpected:
         lines.append(f"unexpected (added by the head, not expected): {', '.join(unexpected)}")
     lines.append(str(diff(gb, gh)))
+    raise AssertionError(_clip("\n".join(lines)))
+
+
+def assert_loads(checkpoint: Any, target: Any, *, task: str | None = None,
+                 allow_new: bool | Sequence[str] = False, allow_unused: bool = False) -> None:
+    """Fail unless ``from_pretrained(checkpoint)`` into ``target`` loads every weight, as
+    :func:`modeldiff.load_report` predicts it from headers (nothing is loaded).
+
+    ``allow_new``: ``True`` accepts what the report judges expected (a new head for the
+    task: missing keys outside the encoder); a list of glob patterns accepts exactly the
+    missing keys that match one (``["classifier.*"]``); ``False`` (default) accepts none.
+    ``allow_unused``: accept checkpoint keys the class has no use for (another task's head).
+    A shape mismatch always fails (transformers raises on it), and so does any key missing
+    inside the encoder. Renamed keys (an older layout) load and pass.
+
+    >>> import modeldiff
+    >>> base = modeldiff.walk("distilbert")
+    >>> assert_loads(base, "sequence-classification", allow_new=["*classifier.*"])
+    >>> assert_loads(base, "sequence-classification")
+    Traceback (most recent call last):
+    ...
+    AssertionError: DistilBertModel -> DistilBertForSequenceClassification: 4 missing (ok)
+    MISSING (not allowed): pre_classifier.weight, pre_classifier.bias, classifier.weight, ...
+    """
+    __tracebackhide__ = True
+    from modeldiff._core.load_report import Status, Verdict, fold_keys
+    from modeldiff._loading import load_report
+
+    report = load_report(checkpoint, target, task=task)
+    problems: list[str] = []
+    for g in report.groups:
+        if g.status is Status.MISSING:
+            if allow_new is True and g.expected:
+                continue
+            if allow_new is not True and allow_new is not False:
+                left = [k for k in g.keys if not any(fnmatch.fnmatchcase(k, p)
+                                                     for p in allow_new)]
+                if not left:
+                    continue
+                problems.append(f"MISSING (not allowed): {', '.join(fold_keys(left))}")
+                continue
+            why = "not allowed" if g.expected else str(g.verdict)
+            problems.append(f"MISSING ({why}): {', '.join(fold_keys(g.keys))}")
+        elif g.status is Status.UNEXPECTED:
+            if allow_unused and g.verdict is Verdict.UNUSED_HEAD:
+                continue
+            why = "not allowed" if g.expected else str(g.verdict)
+            problems.append(f"UNEXPECTED ({why}): {', '.join(fold_keys(g.keys))}")
+        elif g.status is Status.MISMATCH:
+            problems += [f"MISMATCH {m.key}: checkpoint {list(m.checkpoint_shape)} vs model "
+                         f"{list(m.model_shape)}" for m in report.mismatched]
+    if not problems:
+        return
+    lines = [report.headline(), *problems, "", report.table()]
     raise AssertionError(_clip("\n".join(lines)))
 
 

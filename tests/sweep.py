@@ -23,11 +23,14 @@ and checked on every case of :data:`SWEEP_CASES` by ``tests/test_head_delta_swee
    ``cls.predictions.bias`` and both are reported. A head weight with no tie declared is
    missing even when it could be tied (``LukeForMaskedLM``'s ``lm_head.decoder.weight``,
    ``EuroBertForMaskedLM``'s ``lm_head.weight``).
-3. ``base_model_prefix`` is added or stripped per key, never for the whole checkpoint:
-   a checkpoint key ``k`` that is not in the head's state dict becomes ``f"{prefix}.{k}"``
-   when that is; a key starting with ``prefix.`` loses it when the stripped key is in the
-   head (``rename_source_key``). So a ``DistilBertModel`` checkpoint fills ``distilbert.*``
-   of ``DistilBertForSequenceClassification``. Missing keys are spelled as the *head*
+3. ``base_model_prefix`` is added or stripped per key, never for the whole checkpoint
+   (``rename_source_key``): a key starting with ``prefix`` loses ``prefix.`` when the
+   stripped key is in the model; otherwise ``k`` becomes ``f"{prefix}.{k}"`` when that is
+   in the model, *even when ``k`` itself is too*. So a ``DistilBertModel`` checkpoint fills
+   ``distilbert.*`` of ``DistilBertForSequenceClassification``, and a ``PixioModel``
+   checkpoint's ``layernorm.weight`` fills ``pixio.layernorm.weight`` of ``PixioBackbone``,
+   whose own root ``layernorm`` stays missing (an earlier version of this note had the
+   order the other way round). Missing keys are spelled as the *head*
    names them (with the prefix): a head whose inner base has more than the saved base is
    missing those parts under the prefix (``gte.pooler.dense.weight``,
    ``nomic_bert.pooler.dense.weight``: their base models are built without a pooler).
@@ -80,7 +83,8 @@ from typing import Any
 
 from modeldiff._tiny import TINY_MODEL_TYPES, tiny_config
 
-__all__ = ["SWEEP_CASES", "SWEEP_TASKS", "LoadingReport", "head_class_for", "loading_report"]
+__all__ = ["SWEEP_CASES", "SWEEP_TASKS", "LoadingReport", "head_class_for", "loading_report",
+           "oracle", "saved"]
 
 SWEEP_TASKS = ("sequence-classification", "token-classification", "masked-lm")
 
@@ -195,45 +199,106 @@ def _quiet() -> Iterator[None]:
 
 
 @functools.cache
-def loading_report(model_type: str, task: str) -> LoadingReport:
-    """Save the tiny base model of ``model_type``, load ``task``'s head from it, and return
-    what transformers reported. Cached per case for the session (functools.cache)."""
+def _workdir() -> str:
+    """One folder per test session for every saved tiny checkpoint (removed at exit)."""
+    import atexit
+    import shutil
+
+    folder = tempfile.mkdtemp(prefix="modeldiff-sweep-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+@functools.cache
+def saved(model_type: str, task: str = "base") -> str:
+    """The folder ``save_pretrained`` writes for the tiny ``task`` model of ``model_type``
+    (seeded, CPU, real initialisation), saved once per session."""
+    import os
+
     import torch
+
+    from modeldiff._inputs import build_model
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config(model_type), task=task, device="cpu")
+    folder = os.path.join(_workdir(), f"{model_type}--{task}")
+    with _quiet():
+        model.save_pretrained(folder)
+    return folder
+
+
+def auto_class(task: str) -> Any:
     import transformers
+
+    from modeldiff._inputs import TASKS
+
+    return getattr(transformers, TASKS[task])
+
+
+def target_class(folder: str, task: str) -> Any:
+    """The class ``AutoClass(task).from_pretrained(folder)`` builds, chosen the way the auto
+    class chooses it (config class -> model class; by ``architectures`` where a config maps
+    to several). ``from_pretrained`` is then called on that class directly: AutoBackbone's
+    own ``from_pretrained`` asks the hub whether a local folder is a repo, which fails
+    offline."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    found = auto_class(task)._model_mapping[type(config)]
+    if isinstance(found, (tuple, list)):
+        archs = config.architectures or ()
+        named = [c for c in found if c.__name__ in archs]
+        found = named[0] if named else found[0]
+    return found
+
+
+@functools.cache
+def oracle(model_type: str, checkpoint_task: str, target_task: str, **kwargs: Any
+           ) -> LoadingReport:
+    """What ``AutoClass(target_task).from_pretrained(folder, output_loading_info=True)``
+    reports for the saved tiny ``checkpoint_task`` model of ``model_type``."""
+    import torch
     from safetensors import safe_open
 
-    from modeldiff._inputs import TASKS, build_model
-
-    config = tiny_config(model_type)
-    torch.manual_seed(0)
-    base = build_model(config, task="base", device="cpu")
-    head_cls = head_class_for(model_type, task)
-    auto_class = getattr(transformers, TASKS[task])
+    folder = saved(model_type, checkpoint_task)
+    target_cls = target_class(folder, target_task)
     seen: dict[str, frozenset[str]] = {}
-    with tempfile.TemporaryDirectory(prefix=f"sweep-{model_type}-") as folder:
-        with _quiet():
-            base.save_pretrained(folder)
-        with safe_open(f"{folder}/model.safetensors", framework="pt") as f:
-            saved = frozenset(f.keys())
-        torch.manual_seed(0)
-        with _recording(head_cls, seen), _quiet():
-            head, info = auto_class.from_pretrained(folder, output_loading_info=True)
-    assert type(head) is head_cls, (type(head), head_cls)
+    torch.manual_seed(0)
+    with _recording(target_cls, seen), _quiet():
+        model, info = target_cls.from_pretrained(folder, output_loading_info=True, **kwargs)
+    keys: set[str] = set()
+    import glob
+
+    for f in glob.glob(f"{folder}/*.safetensors"):
+        with safe_open(f, framework="pt") as fh:
+            keys |= set(fh.keys())
     return LoadingReport(
         model_type=model_type,
-        task=task,
+        task=target_task,
         missing=frozenset(info["missing_keys"]),
         unexpected=frozenset(info["unexpected_keys"]),
         mismatched=frozenset(_mismatched(info["mismatched_keys"])),
-        raw_missing=seen["missing"],
-        raw_unexpected=seen["unexpected"],
-        ignored_missing_patterns=seen["ignore_missing"],
-        ignored_unexpected_patterns=seen["ignore_unexpected"],
-        base_class=type(base).__name__,
-        head_class=head_cls.__name__,
-        base_model_prefix=head_cls.base_model_prefix,
-        saved_keys=saved,
+        raw_missing=seen.get("missing", frozenset(info["missing_keys"])),
+        raw_unexpected=seen.get("unexpected", frozenset(info["unexpected_keys"])),
+        ignored_missing_patterns=seen.get("ignore_missing", frozenset()),
+        ignored_unexpected_patterns=seen.get("ignore_unexpected", frozenset()),
+        base_class=type(model).__name__ if checkpoint_task == target_task else "",
+        head_class=type(model).__name__,
+        base_model_prefix=type(model).base_model_prefix,
+        saved_keys=frozenset(keys),
     )
+
+
+def loading_report(model_type: str, task: str) -> LoadingReport:
+    """Save the tiny base model of ``model_type``, load ``task``'s head from it, and return
+    what transformers reported. Cached per case for the session."""
+    import dataclasses
+
+    from modeldiff._inputs import build_model
+
+    report = oracle(model_type, "base", task)
+    base_cls = type(build_model(tiny_config(model_type), task="base", device="meta")).__name__
+    return dataclasses.replace(report, base_class=base_cls)
 
 
 def _mismatched(entries: Any) -> Iterator[tuple[str, tuple[int, ...], tuple[int, ...]]]:
@@ -246,3 +311,47 @@ def _mismatched(entries: Any) -> Iterator[tuple[str, tuple[int, ...], tuple[int,
 def matches_any(key: str, patterns: frozenset[str]) -> bool:
     """Whether transformers' ignore patterns (regexes, searched) cover ``key``."""
     return any(re.search(p, key) for p in patterns)
+
+
+def discover(max_base: int = 1_000_000, max_head: int = 2_000_000) -> dict[str, list[str]]:
+    """The cases of ``tests/sweep_cases.py``: every model type transformers knows whose tiny
+    config builds a base model of at most ``max_base`` parameters (on meta), with every head
+    family of ``TASKS`` whose tiny head builds with at most ``max_head`` and which
+    transformers can load from the saved base checkpoint. Whether load_report agrees plays
+    no part in the choice. Minutes: run by hand (``python -m tests.sweep``), not in CI."""
+    import logging
+
+    import transformers
+
+    from modeldiff._inputs import TASKS, build_model, model_types
+
+    logging.disable(logging.WARNING)
+    out: dict[str, list[str]] = {}
+    for model_type in model_types():
+        try:
+            config = tiny_config(model_type)
+            base = build_model(config, task="base", device="meta")
+        except Exception:  # no tiny config, or no base class: not sweepable
+            continue
+        if sum(p.numel() for p in base.parameters()) > max_base:
+            continue
+        heads = []
+        for task, auto in TASKS.items():
+            if task == "base" or type(config) not in getattr(transformers, auto)._model_mapping:
+                continue
+            try:
+                head = build_model(config, task=task, device="meta")
+                if sum(p.numel() for p in head.parameters()) > max_head:
+                    continue
+                oracle(model_type, "base", task)
+            except Exception:  # transformers cannot build or load it: not a case
+                continue
+            heads.append(task)
+        if heads:
+            out[model_type] = heads
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - the generator of tests/sweep_cases.py
+    for model_type, heads in discover().items():
+        print(f"    {model_type!r}: {tuple(heads)!r},")

@@ -15,9 +15,10 @@ import pytest
 import modeldiff
 
 FUNCTIONS = {"walk", "diff", "align", "head_delta", "weight_diff", "render", "save", "roundtrip",
-             "compare_checkpoints", "classify", "pipeline_steps", "parse_repr", "tiny_config", "trace"}
+             "compare_checkpoints", "classify", "pipeline_steps", "parse_repr", "tiny_config",
+             "trace", "load_report"}
 RESULTS = {"GraphDiff", "HeadDelta", "WeightDiff", "CheckpointDiff", "RoundTripReport",
-           "PipelineSteps", "Trace"}
+           "PipelineSteps", "Trace", "LoadReport"}
 PACKAGE = Path(modeldiff.__file__).parent
 
 

@@ -54,3 +54,13 @@ def test_bench_trace_quick_prints_both_tables() -> None:
                 "| torchview draw_graph (meta) ", "| torchinfo summary (CPU) "):
         assert row in proc.stdout
     assert "Extra memory of tracing the 405B shape" in proc.stdout
+
+
+def test_bench_load_report_quick_agrees_with_transformers_and_prints_the_ratio() -> None:
+    proc = run_quick(str(BENCHMARKS / "bench_load_report.py"))
+    assert proc.returncode == 0, proc.stderr
+    assert "reports agree: missing ['score.weight'], unexpected ['lm_head.weight']" in proc.stderr
+    for competitor in ("load_report (folder, task)", "load_report (folder, walked target)",
+                       "transformers on meta"):
+        assert f"| {competitor} " in proc.stdout
+    assert "transformers on meta / load_report:" in proc.stdout

@@ -158,3 +158,85 @@ def test_sweep_is_broad() -> None:
     assert len(types) >= 40
     assert {task for _, task in SWEEP_CASES} == {
         "sequence-classification", "token-classification", "masked-lm"}
+
+
+# -- every head family, both directions ---------------------------------------------------------
+def _family_cases() -> list[tuple[str, str, str]]:
+    """Per head family, the first three model types of the load-report sweep, plus the types
+    whose structure and key names disagree (llama4 and tipsv2: AutoModel's class already
+    holds the head; mllama and llama4_text: the head is built from a sub-config), in both
+    directions. head_delta takes its keys from the rules load_report runs, which
+    tests/test_load_report_sweep.py checks on every (type, head); this checks the graph path
+    (graphs of meta models, saved layout rebuilt where transformers converts keys)."""
+    from tests.sweep_cases import SWEEP_HEADS
+
+    picked: dict[str, list[str]] = {}
+    for model_type, heads in SWEEP_HEADS.items():
+        for h in heads:
+            if len(picked.setdefault(h, [])) < 3:
+                picked[h].append(model_type)
+    pairs = {(t, h) for h, types in picked.items() for t in types}
+    pairs |= {("llama4", "causal-lm"), ("tipsv2", "backbone"), ("mllama", "causal-lm"),
+              ("llama4_text", "causal-lm"), ("pixio", "backbone")}
+    out = []
+    for t, h in sorted(pairs):
+        out.append((t, "base", h))
+        if (t, h) != ("mllama", "causal-lm"):  # transformers cannot load that one back
+            out.append((t, h, "base"))
+    return out
+
+
+FAMILY_CASES = _family_cases()
+
+
+@pytest.mark.parametrize(("model_type", "checkpoint_task", "target_task"), FAMILY_CASES,
+                         ids=[f"{t}:{c}->{g}" for t, c, g in FAMILY_CASES])
+def test_head_delta_matches_transformers_on_every_family(model_type: str, checkpoint_task: str,
+                                                         target_task: str) -> None:
+    import modeldiff
+    from modeldiff._inputs import build_model
+    from modeldiff._tiny import tiny_config
+    from tests.sweep import oracle
+
+    truth = oracle(model_type, checkpoint_task, target_task)
+    model = build_model(tiny_config(model_type), task=checkpoint_task)
+    # from_pretrained builds the target from the checkpoint's config (a llama4 causal-lm
+    # checkpoint has a Llama4TextConfig, so AutoModel gives Llama4TextModel)
+    target = build_model(model.config, task=target_task)
+    delta = modeldiff.head_delta(modeldiff.walk(model), modeldiff.walk(target))
+    assert set(delta.new_parameters) == truth.missing
+    assert set(delta.dropped) == truth.unexpected
+    assert set(delta.ignored_missing) == truth.ignored_missing
+    assert set(delta.ignored_unexpected) == truth.ignored_unexpected
+
+
+def test_a_base_class_that_already_holds_the_head_is_no_error() -> None:
+    """AutoModel builds Llama4ForConditionalGeneration for llama4, which contains the text
+    model that Llama4ForCausalLM is: head_delta used to refuse, telling the caller to swap
+    arguments that were right. transformers loads it, and head_delta says what it reports."""
+    import modeldiff
+    from modeldiff._inputs import build_model
+    from modeldiff._tiny import tiny_config
+
+    config = tiny_config("llama4")
+    base = build_model(config, task="base")
+    assert type(base).__name__ == "Llama4ForConditionalGeneration"
+    delta = modeldiff.head_delta(base, build_model(config, task="causal-lm"))
+    assert delta.new_parameters == ()
+    assert delta.dropped  # the vision tower and projector have no place in a text model
+    assert all(k.startswith(("vision_model.", "multi_modal_projector.", "model.vision_model",
+                             "model.multi_modal_projector")) for k in delta.dropped), \
+        delta.dropped[:3]
+
+
+def test_prefixed_key_wins_over_the_same_key_at_the_root() -> None:
+    """PixioBackbone has both ``layernorm`` (its own) and ``pixio.layernorm`` (the base's):
+    a base checkpoint's ``layernorm.weight`` goes to ``pixio.layernorm.weight``, and the
+    root one is newly initialised. transformers adds the prefix before it looks at the
+    key as it is."""
+    import modeldiff
+    from tests.sweep import oracle, saved
+
+    truth = oracle("pixio", "base", "backbone")
+    assert truth.missing == {"layernorm.weight", "layernorm.bias"}
+    assert set(modeldiff.load_report(saved("pixio"), "backbone").missing) == truth.missing

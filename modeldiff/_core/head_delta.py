@@ -8,13 +8,12 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from modeldiff._core.align import Alignment, join
+from modeldiff._core.align import Alignment
 from modeldiff._core.diff import diff_graphs
 from modeldiff._core.graph import ModelGraph
+from modeldiff._core.load_report import LoadReport, graph_checkpoint, graph_target, predict_load
 from modeldiff._core.report import Report
 
 __all__ = ["HeadDelta", "checkpoint_keys", "head_delta_of"]
@@ -68,79 +67,30 @@ class HeadDelta(Report):
         return "\n".join(lines)
 
 
-def head_delta_of(base: ModelGraph, head: ModelGraph, prefix: str) -> HeadDelta:
-    """transformers' loading rules (5.x, checked against its own report on 197 heads):
+def head_delta_of(base: ModelGraph, head: ModelGraph, prefix: str | Alignment,
+                  load: LoadReport | None = None) -> HeadDelta:
+    """The head's modules (a structural diff at the alignment) and, from ``load`` (what
+    loading a checkpoint of ``base`` into ``head`` reports: see
+    :mod:`modeldiff._core.load_report` for transformers' rules), the keys that are newly
+    initialised or unused. Without ``load`` the rules run on the two graphs' own key names
+    (no rename rules: those live in transformers).
 
-    - missing: the head's state-dict keys (parameters, persistent buffers) that the base
-      checkpoint does not supply; the base prefix is added or stripped key by key;
-    - a tied tensor counts as loaded when the other end of its tie was (in either direction),
-      for ties the model declares and for tensors it actually shares;
-    - unexpected: checkpoint keys the head has no place for, in the checkpoint's names;
-    - keys matching the head's ``_keys_to_ignore_on_load_*`` patterns (and, for unexpected
-      keys, transformers' own ``rotary_emb.inv_freq`` / ``position_ids`` patterns when the
-      head has such buffers) are reported apart, as transformers leaves them out.
+    Checked against transformers' own report over every head family (tests/).
     """
-    al = Alignment(before="", after=prefix, how="base_model_prefix")
+    al = prefix if isinstance(prefix, Alignment) else \
+        Alignment(before="", after=prefix, how="base_model_prefix")
     d = diff_graphs(base, head, al)
-    # What a base checkpoint holds: its state dict, one copy of each tied tensor.
-    checkpoint = checkpoint_keys(base)
-    head_keys = checkpoint_keys(head, with_tied=True)
-    head_set = set(head_keys)
-
-    def in_head(key: str) -> str | None:
-        for candidate in (key, join(prefix, key)):
-            if candidate in head_set:
-                return candidate
-        if prefix and key.startswith(prefix + "."):
-            stripped = key[len(prefix) + 1:]
-            if stripped in head_set:
-                return stripped
-        return None
-
-    loaded: set[str] = set()
-    unexpected: list[str] = []
-    for k in checkpoint:
-        target = in_head(k)
-        if target is None:
-            unexpected.append(k)
-        else:
-            loaded.add(target)
-    ties = {(t.target, t.source) for t in head.ties}
-    if head.hf is not None:
-        ties |= {(t, s) for t, s in head.hf.tied_weights if s}
-    changed = True
-    while changed:  # a tie may lead to a tensor that is itself tied
-        changed = False
-        for target, source in ties:
-            for x, y in ((target, source), (source, target)):
-                if y in loaded and x in head_set and x not in loaded:
-                    loaded.add(x)
-                    changed = True
-    missing = [k for k in head_keys if k not in loaded]
-    missing = list(dict.fromkeys(missing))
-    ign_m = head.hf.ignore_missing if head.hf else ()
-    ign_u = (*(head.hf.ignore_unexpected if head.hf else ()), *_auto_unexpected_patterns(head))
+    if load is None:
+        load = predict_load(graph_checkpoint(base), graph_target(head, prefix=al.after))
     return HeadDelta(
-        prefix=prefix,
+        prefix=al.after,
         modules=tuple(c.path for c in d.added),
-        new_parameters=tuple(k for k in missing if not _matches_any(k, ign_m)),
-        ignored_missing=tuple(k for k in missing if _matches_any(k, ign_m)),
-        dropped=tuple(k for k in unexpected if not _matches_any(k, ign_u)),
-        ignored_unexpected=tuple(k for k in unexpected if _matches_any(k, ign_u)),
+        new_parameters=load.missing,
+        ignored_missing=load.ignored_missing,
+        dropped=load.unexpected,
+        ignored_unexpected=load.ignored_unexpected,
         dropped_modules=tuple(c.path for c in d.removed),
     )
-
-
-def _auto_unexpected_patterns(head: ModelGraph) -> tuple[str, ...]:
-    """Patterns transformers adds to a head's ignored unexpected keys by itself, when the
-    head has such buffers."""
-    names = {f"{n.path}.{t.name}" for n in head.nodes for t in n.tensors if t.buffer}
-    out = []
-    if any(k.endswith("rotary_emb.inv_freq") for k in names):
-        out.append(r"rotary_emb\.inv_freq")
-    if any(k == "position_ids" or k.endswith(".position_ids") for k in names):
-        out.append(r"(^|\.)position_ids$")
-    return tuple(out)
 
 
 def checkpoint_keys(g: ModelGraph, *, with_tied: bool = False) -> tuple[str, ...]:
@@ -153,7 +103,3 @@ def checkpoint_keys(g: ModelGraph, *, with_tied: bool = False) -> tuple[str, ...
             keys.extend(pre + t.name for t in n.tensors
                         if (not t.buffer or t.persistent) and (with_tied or t.tied_to is None))
     return tuple(keys)
-
-
-def _matches_any(key: str, patterns: Iterable[str]) -> bool:
-    return any(re.search(p, key) for p in patterns)
