@@ -236,23 +236,35 @@ class Trace(Report):
         return "\n".join(lines)
 
     def diff(self, other: Trace) -> TraceDiff:
-        """What changed in shapes and FLOPs from this trace to ``other``, module by module
-        (modules at the same path; a module that ran on one side only is listed too)."""
+        """What changed in shapes and FLOPs from this trace to ``other``, module by module.
+        The two models are aligned the way :func:`modeldiff.diff` aligns them (a base model
+        sits at its head model's ``base_model_prefix``); a module that ran on one side only
+        is listed too, under its own path."""
+        from modeldiff._core.align import align_graphs, relative
+
+        al = align_graphs(self.graph, other.graph, "auto")
+        after: dict[str, ModuleTrace] = {}
+        for b in other.modules:
+            rel = relative(b.path, al.after)
+            if rel is not None:
+                after[rel] = b
+        matched: set[str] = set()
         changes: list[FlowChange] = []
-        seen = set()
         for a in self.modules:
-            seen.add(a.path)
-            b = other._index.get(a.path)
+            rel = relative(a.path, al.before)
+            b = after.get(rel) if rel is not None else None
             if b is None:
                 changes.append(FlowChange(path=a.path, before_shape=a.output_shape,
                                           after_shape=None, before_flops=a.flops,
                                           after_flops=None))
-            elif a.output_shape != b.output_shape or a.flops != b.flops:
-                changes.append(FlowChange(path=a.path, before_shape=a.output_shape,
+                continue
+            matched.add(b.path)
+            if a.output_shape != b.output_shape or a.flops != b.flops:
+                changes.append(FlowChange(path=b.path, before_shape=a.output_shape,
                                           after_shape=b.output_shape, before_flops=a.flops,
                                           after_flops=b.flops))
         for b in other.modules:
-            if b.path not in seen:
+            if b.path not in matched:
                 changes.append(FlowChange(path=b.path, before_shape=None,
                                           after_shape=b.output_shape, before_flops=None,
                                           after_flops=b.flops))
