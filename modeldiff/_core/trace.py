@@ -252,17 +252,17 @@ class Trace(Report):
         changes: list[FlowChange] = []
         for a in self.modules:
             rel = relative(a.path, al.before)
-            b = after.get(rel) if rel is not None else None
-            if b is None:
+            match = after.get(rel) if rel is not None else None
+            if match is None:
                 changes.append(FlowChange(path=a.path, before_shape=a.output_shape,
                                           after_shape=None, before_flops=a.flops,
                                           after_flops=None))
                 continue
-            matched.add(b.path)
-            if a.output_shape != b.output_shape or a.flops != b.flops:
-                changes.append(FlowChange(path=b.path, before_shape=a.output_shape,
-                                          after_shape=b.output_shape, before_flops=a.flops,
-                                          after_flops=b.flops))
+            matched.add(match.path)
+            if a.output_shape != match.output_shape or a.flops != match.flops:
+                changes.append(FlowChange(path=match.path, before_shape=a.output_shape,
+                                          after_shape=match.output_shape, before_flops=a.flops,
+                                          after_flops=match.flops))
         for b in other.modules:
             if b.path not in matched:
                 changes.append(FlowChange(path=b.path, before_shape=None,
