@@ -237,29 +237,34 @@ class Trace(Report):
 
     def diff(self, other: Trace) -> TraceDiff:
         """What changed in shapes and FLOPs from this trace to ``other``, module by module.
-        Modules are matched the way :func:`modeldiff.diff` matches them (a base model is
-        aligned at its head's ``base_model_prefix``); a module that ran on one side only is
-        listed too, in ``other``'s names."""
-        from modeldiff._core.align import align_graphs
+        The two models are aligned the way :func:`modeldiff.diff` aligns them (a base model
+        sits at its head model's ``base_model_prefix``); a module that ran on one side only
+        is listed too, under its own path."""
+        from modeldiff._core.align import align_graphs, relative
 
         al = align_graphs(self.graph, other.graph, "auto")
-        changes: list[FlowChange] = []
-        seen = set()
-        for a in self.modules:
-            path = al.to_after(a.path)
-            b = other._index.get(path) if path is not None else None
-            if b is None:
-                changes.append(FlowChange(path=path if path is not None else a.path,
-                                          before_shape=a.output_shape, after_shape=None,
-                                          before_flops=a.flops, after_flops=None))
-                continue
-            seen.add(b.path)
-            if a.output_shape != b.output_shape or a.flops != b.flops:
-                changes.append(FlowChange(path=b.path, before_shape=a.output_shape,
-                                          after_shape=b.output_shape, before_flops=a.flops,
-                                          after_flops=b.flops))
+        after: dict[str, ModuleTrace] = {}
         for b in other.modules:
-            if b.path not in seen:
+            rel = relative(b.path, al.after)
+            if rel is not None:
+                after[rel] = b
+        matched: set[str] = set()
+        changes: list[FlowChange] = []
+        for a in self.modules:
+            rel = relative(a.path, al.before)
+            match = after.get(rel) if rel is not None else None
+            if match is None:
+                changes.append(FlowChange(path=a.path, before_shape=a.output_shape,
+                                          after_shape=None, before_flops=a.flops,
+                                          after_flops=None))
+                continue
+            matched.add(match.path)
+            if a.output_shape != match.output_shape or a.flops != match.flops:
+                changes.append(FlowChange(path=match.path, before_shape=a.output_shape,
+                                          after_shape=match.output_shape, before_flops=a.flops,
+                                          after_flops=match.flops))
+        for b in other.modules:
+            if b.path not in matched:
                 changes.append(FlowChange(path=b.path, before_shape=None,
                                           after_shape=b.output_shape, before_flops=None,
                                           after_flops=b.flops))
