@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -165,7 +166,11 @@ def _add_diff(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--align", default="auto",
                    help="'auto' (default), a module path to align at, or 'none' for path to path")
     p.add_argument("--weights", action="store_true",
-                   help="also compare weight values (folders or real models only)")
+                   help="also compare weight values (folders or real models only): the "
+                        "modules that changed, most moved first, and a verdict")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="with --weights: show the N most changed modules (default 20)")
+    p.add_argument("--all", action="store_true", help="with --weights: show every changed module")
     p.add_argument("--json", action="store_true", help="print the diff as JSON")
     p.set_defaults(run=_cmd_diff)
 
@@ -174,10 +179,27 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from modeldiff._compare import diff
 
     align = None if args.align == "none" else args.align
+    from modeldiff._core.format import format_diff
+
     result = diff(args.a, args.b, align=align, weights=args.weights,
                   task=(args.task_a or args.task, args.task_b or args.task))
-    print(result.to_json() if args.json else result)
+    if args.json:
+        print(result.to_json())
+        return 1 if result else 0
+    print(format_diff(result, top=None if args.all else max(args.top, 0)))
+    if not args.weights and all(_has_values(x) for x in (args.a, args.b)):
+        print(f"(weight values not compared: {args.a} and {args.b} are checkpoints; "
+              "`modeldiff diff A B --weights` compares them, `modeldiff report A B -o "
+              "report.html` draws what moved)")
     return 1 if result else 0
+
+
+def _has_values(arg: str) -> bool:
+    """A checkpoint folder or weight file: something with values, not only a structure."""
+    p = Path(arg).expanduser()
+    if p.is_dir():
+        return any(p.glob("*.safetensors")) or any(p.glob("*.bin"))
+    return p.suffix in (".safetensors", ".bin") and p.is_file()
 
 
 # -- roundtrip ------------------------------------------------------------------------------
