@@ -13,8 +13,8 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modeldiff.errors import ModelDiffError
@@ -202,6 +202,54 @@ def _has_values(arg: str) -> bool:
     return p.suffix in (".safetensors", ".bin") and p.is_file()
 
 
+# -- report ---------------------------------------------------------------------------------
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="what fine-tuning moved: one self-contained HTML report",
+                       description="Compare A and B, structure and weight values, and write one "
+                                   "HTML file (inline SVG, no network): the verdict, the "
+                                   "diagram, the load report, a heatmap of relative change, "
+                                   "the top changed modules. Exit status 0 when A and B are "
+                                   "the same, 1 when different, 2 on error.")
+    _model_arg(p, "a", "the first model (before)")
+    _model_arg(p, "b", "the second model (after)")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write the HTML report")
+    p.add_argument("--task", choices=TASK_CHOICES,
+                   help="which head to build for a side given by name or folder")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="changed modules in the top table (default 20)")
+    p.add_argument("--json", action="store_true",
+                   help="print the comparison (structure, weights, verdict) as JSON")
+    p.set_defaults(run=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    if not args.output and not args.json:
+        print("modeldiff report: error: give -o report.html, --json, or both", file=sys.stderr)
+        return 2
+    out = Path(args.output).expanduser() if args.output else None
+    if out is not None:
+        parent = out.parent if str(out.parent) else Path(".")
+        if out.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            why = ("is a folder" if out.is_dir() else "has no folder to go in"
+                   if not parent.is_dir() else "is in a folder that is not writable")
+            print(f"modeldiff report: error: output {out} {why}: pass a file path in an "
+                  "existing, writable folder", file=sys.stderr)
+            return 2
+    from modeldiff._compare import diff
+    from modeldiff._render import write_atomic
+    from modeldiff._report import report_html
+
+    result = diff(args.a, args.b, weights=True, task=args.task)
+    if out is not None:
+        write_atomic(out, report_html(result, top=max(args.top, 1),
+                                      title=f"{args.a} -> {args.b}").encode())
+        # with --json, stdout is the JSON alone
+        print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(result.to_json())
+    return 1 if result else 0
+
+
 # -- roundtrip ------------------------------------------------------------------------------
 def _add_roundtrip(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("roundtrip", help="save_pretrained, from_pretrained, and compare",
@@ -305,6 +353,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_summary,
     _add_demo,
     _add_diff,
+    _add_report,
     _add_classify,
     _add_render,
     _add_roundtrip,

@@ -262,7 +262,7 @@ class WeightDiff(Report):
         folded = [m for m in self.folded if m.changed]
         if folded and len(folded) < len(moved):
             lines += ["", "repeated layers, folded:", _table(folded, "modules")]
-        blocks = [m for m in self.blocks]
+        blocks = list(self.blocks)
         if blocks:
             lines += ["", "per block:", _table(blocks, "block")]
         lines += [f"missing: {a} -> {b}" for a, b in self.missing]
