@@ -236,7 +236,8 @@ def decode(tp: Any, data: Any, where: str) -> Any:
 
 def _hints(cls: type) -> dict[str, Any]:
     module = sys.modules.get(cls.__module__)
-    ns = dict(vars(module)) if module else {}
+    # Report's own ``ClassVar`` annotations are resolved in the subclass's namespace too
+    ns = {"ClassVar": ClassVar, **(vars(module) if module else {})}
     ns.update(_TYPES)
     return typing.get_type_hints(cls, globalns=ns)
 
