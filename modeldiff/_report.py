@@ -68,10 +68,13 @@ def heatmap_data(wd: WeightDiff) -> tuple[list[str], list[str], list[list[float 
         cells.setdefault((lst, i), {})[rest] = m.rel_change if m.changed else 0.0
         if rest not in cols:
             cols.append(rest)
-    # module types in the order they appear inside a block
-    first = {c: min((n for n, m in enumerate(wd.tensors)
-                     if m.name.rpartition(".")[0].endswith("." + c)), default=0) for c in cols}
-    cols.sort(key=lambda c: first[c])
+    # module types in the order their tensors come inside a block (definition order)
+    order: dict[str, int] = {}
+    for t in wd.tensors:
+        sb = split_block(t.name.rpartition(".")[0])
+        if sb is not None:
+            order.setdefault(sb[2] or "(block)", len(order))
+    cols.sort(key=lambda c: order.get(c, len(order)))
     keys = sorted(cells)
     rows = [f"{lst}.{i}" for lst, i in keys]
     values = [[cells[k].get(c) for c in cols] for k in keys]
@@ -159,8 +162,7 @@ def _heatmap(wd: WeightDiff) -> Any:
     arr = np.array([[math.nan if v is None or v <= 0 or not math.isfinite(v) else v
                      for v in row] for row in values], dtype=float)
     finite = arr[np.isfinite(arr)]
-    cmap = plt.get_cmap("YlOrBr").copy()
-    cmap.set_bad("#FFFFFF")
+    cmap = plt.get_cmap("YlOrBr").with_extremes(bad="#FFFFFF")
     if finite.size:
         lo, hi = float(finite.min()), float(finite.max())
         # two decades at least: near-equal changes should look near-equal, not black/white
