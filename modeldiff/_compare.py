@@ -64,10 +64,12 @@ def _freeze_only(c: Any) -> bool:
 
 
 def weight_diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto",
-                task: Task = None) -> WeightDiff:
-    """How weight values moved between ``a`` and ``b`` (modules or checkpoint folders):
-    per tensor bit-identity, max abs difference, relative change and cosine similarity, and
-    a per-module summary ordered by how much moved.
+                task: Task = None, svd: bool = True) -> WeightDiff:
+    """How weight values moved between ``a`` and ``b`` (modules or checkpoint folders,
+    sharded ones too, streamed tensor by tensor): per tensor bit-identity, max abs
+    difference, relative change, cosine similarity and, for changed 2-D weights (unless
+    ``svd=False``), the rank and top-singular-value energy of the change; per-module rows
+    ordered by how much moved, folded rows, per-block rows and a verdict.
 
     >>> import torch
     >>> from torch import nn
@@ -84,7 +86,7 @@ def weight_diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto",
     """
     ta, tb = task_pair(task)
     ga, gb = as_graph(a, task=ta), as_graph(b, task=tb)
-    return _weights(a, b, ga, gb, align_graphs(ga, gb, align), ignore=())
+    return _weights(a, b, ga, gb, align_graphs(ga, gb, align), ignore=(), svd=svd)
 
 
 def align(a: Any, b: Any, *, how: str | tuple[str, str] | None = "auto",
@@ -127,7 +129,8 @@ def head_delta(base: Any, head: Any, *, task: Task = None) -> HeadDelta:
 
 
 def _weights(a: Any, b: Any, ga: ModelGraph, gb: ModelGraph, al: Alignment, *,
-             ignore: tuple[str, ...], structure: Sequence[str] = ()) -> WeightDiff:
+             ignore: tuple[str, ...], structure: Sequence[str] = (),
+             svd: bool = True) -> WeightDiff:
     from modeldiff._walk.tensors import compare_weights
 
     pairs: list[tuple[str, str]] = []
@@ -143,7 +146,7 @@ def _weights(a: Any, b: Any, ga: ModelGraph, gb: ModelGraph, al: Alignment, *,
         pairs.append((name, join(gb[mapped].path, t.name)))
     src_a, src_b = weight_source(a), weight_source(b)
     key_a, key_b = _key_resolver(src_a, ga), _key_resolver(src_b, gb)
-    wd = compare_weights(src_a, src_b, [(key_a(x), key_b(y)) for x, y in pairs])
+    wd = compare_weights(src_a, src_b, [(key_a(x), key_b(y)) for x, y in pairs], svd=svd)
     # The statistics are keyed by b's checkpoint names; the verdict and diagrams need module
     # space: the head modules (outside the base model) and the graphs.
     head = head_modules(gb)
