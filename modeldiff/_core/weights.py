@@ -134,6 +134,14 @@ class ModuleSummary:
     rank: int | None = None
     count: int = 1
     members: tuple[str, ...] = ()
+    rank_at_least: bool = False  # the rank reached the singular values computed: ">= rank"
+
+    @property
+    def rank_text(self) -> str:
+        """``8``, ``>=32`` or ``-`` (no changed 2-D weight)."""
+        if self.rank is None:
+            return "-"
+        return f">={self.rank}" if self.rank_at_least else str(self.rank)
 
     @property
     def label(self) -> str:
@@ -278,7 +286,7 @@ def _table(rows: Sequence[ModuleSummary], first: str) -> str:
     for m in rows:
         out.append((m.label, f"{m.changed}/{m.tensors}" + (f" +{m.cast} cast" if m.cast else ""),
                     fmt_stat(m.rel_change), fmt_stat(m.max_abs), fmt_stat(m.cosine, cos=True),
-                    "-" if m.rank is None else str(m.rank)))
+                    m.rank_text))
     widths = [max(len(r[i]) for r in out) for i in range(6)]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
@@ -292,13 +300,14 @@ def summarize(path: str, items: Sequence[TensorStats], *, count: int = 1,
     abss = [math.inf if s.max_abs is None else s.max_abs for s in items if s.moved]
     coss = [-1.0 if s.cosine is None else s.cosine for s in items if s.moved]
     ranks = [s.rank for s in items if s.moved and s.rank is not None]
+    top = max(ranks) if ranks else None
     return ModuleSummary(
         path=path, tensors=len(items), changed=sum(1 for s in items if s.moved),
         numel=sum(s.numel for s in items), max_rel_change=_nanmax(rels or [0.0]),
         max_abs=_nanmax(abss or [0.0]), min_cosine=_nanmin(coss or [1.0]),
         rel_change=_module_rel(items), cosine=_module_cos(items),
-        cast=sum(1 for s in items if s.rounding), rank=max(ranks) if ranks else None,
-        count=count, members=members)
+        cast=sum(1 for s in items if s.rounding), rank=top, count=count, members=members,
+        rank_at_least=any(s.moved and s.rank == top and s.rank == s.svd_k for s in items))
 
 
 def _order(rows: list[ModuleSummary]) -> tuple[ModuleSummary, ...]:
@@ -493,8 +502,14 @@ def verdict_of(stats: Sequence[TensorStats], *, head: Sequence[str] = (),
         return Verdict(pattern=Pattern.TARGETED, modules=names, frozen=frozen,
                        evidence=(f"{n_mod}: {', '.join(names[:8])}"
                                  + (" ..." if len(names) > 8 else ""),))
+    with_rank = sorted((s for s in moved if s.rank is not None), key=lambda s: s.rank or 0)
+    spread = ()
+    if with_rank:
+        lo, hi = with_rank[0].rank_text(), with_rank[-1].rank_text()
+        spread = (f"changes are not low rank: rank {lo if lo == hi else f'{lo} to {hi}'} on "
+                  "the 2-D weights",)
     return Verdict(pattern=Pattern.FULL_FINE_TUNE, modules=names, frozen=frozen,
-                   evidence=(n_mod,) + ((f"frozen: {', '.join(frozen)}",) if frozen else ()))
+                   evidence=(n_mod, *spread))
 
 
 def make_weight_diff(stats: Sequence[TensorStats], *, pairs: Sequence[tuple[str, str]] = (),
