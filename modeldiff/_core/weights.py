@@ -503,7 +503,7 @@ def verdict_of(stats: Sequence[TensorStats], *, head: Sequence[str] = (),
                        evidence=(f"{n_mod}: {', '.join(names[:8])}"
                                  + (" ..." if len(names) > 8 else ""),))
     with_rank = sorted((s for s in moved if s.rank is not None), key=lambda s: s.rank or 0)
-    spread = ()
+    spread: tuple[str, ...] = ()
     if with_rank:
         lo, hi = with_rank[0].rank_text(), with_rank[-1].rank_text()
         spread = (f"changes are not low rank: rank {lo if lo == hi else f'{lo} to {hi}'} on "
