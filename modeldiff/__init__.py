@@ -43,7 +43,9 @@ __all__ = [
     "load_report",
     "parse_repr",
     "pipeline_steps",
+    "plot_weights",
     "render",
+    "report",
     "roundtrip",
     "save",
     "tiny_config",
@@ -75,6 +77,8 @@ _LAZY = {
     "save": "modeldiff._render",
     "tiny_config": "modeldiff._tiny",
     "render": "modeldiff._render",
+    "report": "modeldiff._report",
+    "plot_weights": "modeldiff._report",
     "roundtrip": "modeldiff._roundtrip",
     "RoundTripReport": "modeldiff._roundtrip",
     "compare_checkpoints": "modeldiff._walk.tensors",
@@ -95,6 +99,7 @@ if TYPE_CHECKING:
     from modeldiff._loading import load_report
     from modeldiff._pipeline import PipelineSteps, Prediction, classify, pipeline_steps
     from modeldiff._render import render, save
+    from modeldiff._report import plot_weights, report
     from modeldiff._roundtrip import RoundTripReport, roundtrip
     from modeldiff._tiny import tiny_config
     from modeldiff._trace import trace

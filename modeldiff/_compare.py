@@ -19,11 +19,11 @@ from modeldiff._core.align import Alignment, align_graphs, join
 from modeldiff._core.diff import GraphDiff, diff_graphs, ignored_path
 from modeldiff._core.graph import ModelGraph
 from modeldiff._core.head_delta import HeadDelta, head_delta_of
-from modeldiff._core.weights import WeightDiff
+from modeldiff._core.weights import WeightDiff, make_weight_diff
 from modeldiff._inputs import Task, as_graph, task_pair, weight_source
 from modeldiff.errors import AlignmentError
 
-__all__ = ["align", "diff", "head_delta", "weight_diff"]
+__all__ = ["align", "diff", "head_delta", "head_modules", "weight_diff"]
 
 
 def diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto", weights: bool = False,
@@ -49,15 +49,27 @@ def diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto", weight
     alignment = align_graphs(ga, gb, align)
     result = diff_graphs(ga, gb, alignment, ignore=tuple(ignore))
     if weights:
-        result = replace(result, weights=_weights(a, b, ga, gb, alignment, ignore=tuple(ignore)))
+        structure = tuple(f"{c.change} {c.path or '(root)'}" for c in result.modules
+                          if str(c.change) != "changed" or not _freeze_only(c))
+        result = replace(result, weights=_weights(a, b, ga, gb, alignment,
+                                                  ignore=tuple(ignore), structure=structure))
     return result
 
 
+def _freeze_only(c: Any) -> bool:
+    """A module change that only flips requires_grad (a frozen layer) or casts dtypes: the
+    weights themselves tell that story, it is not an architecture change."""
+    fields = {f for t in c.tensors for f in t.fields}
+    return not c.attrs and fields <= {"requires_grad", "dtype"}
+
+
 def weight_diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto",
-                task: Task = None) -> WeightDiff:
-    """How weight values moved between ``a`` and ``b`` (modules or checkpoint folders):
-    per tensor bit-identity, max abs difference, relative change and cosine similarity, and
-    a per-module summary ordered by how much moved.
+                task: Task = None, svd: bool = True) -> WeightDiff:
+    """How weight values moved between ``a`` and ``b`` (modules or checkpoint folders,
+    sharded ones too, streamed tensor by tensor): per tensor bit-identity, max abs
+    difference, relative change, cosine similarity and, for changed 2-D weights (unless
+    ``svd=False``), the rank and top-singular-value energy of the change; per-module rows
+    ordered by how much moved, folded rows, per-block rows and a verdict.
 
     >>> import torch
     >>> from torch import nn
@@ -74,7 +86,7 @@ def weight_diff(a: Any, b: Any, *, align: str | tuple[str, str] | None = "auto",
     """
     ta, tb = task_pair(task)
     ga, gb = as_graph(a, task=ta), as_graph(b, task=tb)
-    return _weights(a, b, ga, gb, align_graphs(ga, gb, align), ignore=())
+    return _weights(a, b, ga, gb, align_graphs(ga, gb, align), ignore=(), svd=svd)
 
 
 def align(a: Any, b: Any, *, how: str | tuple[str, str] | None = "auto",
@@ -125,7 +137,8 @@ def head_delta(base: Any, head: Any, *, task: Task = None) -> HeadDelta:
 
 
 def _weights(a: Any, b: Any, ga: ModelGraph, gb: ModelGraph, al: Alignment, *,
-             ignore: tuple[str, ...]) -> WeightDiff:
+             ignore: tuple[str, ...], structure: Sequence[str] = (),
+             svd: bool = True) -> WeightDiff:
     from modeldiff._walk.tensors import compare_weights
 
     pairs: list[tuple[str, str]] = []
@@ -141,7 +154,22 @@ def _weights(a: Any, b: Any, ga: ModelGraph, gb: ModelGraph, al: Alignment, *,
         pairs.append((name, join(gb[mapped].path, t.name)))
     src_a, src_b = weight_source(a), weight_source(b)
     key_a, key_b = _key_resolver(src_a, ga), _key_resolver(src_b, gb)
-    return compare_weights(src_a, src_b, [(key_a(x), key_b(y)) for x, y in pairs])
+    wd = compare_weights(src_a, src_b, [(key_a(x), key_b(y)) for x, y in pairs], svd=svd)
+    # The statistics are keyed by b's checkpoint names; the verdict and diagrams need module
+    # space: the head modules (outside the base model) and the graphs.
+    head = head_modules(gb)
+    return make_weight_diff(wd.tensors, pairs=wd.pairs, missing=wd.missing, head=head,
+                            structure=structure, before=ga, after=gb, alignment=al)
+
+
+def head_modules(g: ModelGraph) -> tuple[str, ...]:
+    """The root's children outside the base model (``classifier``, ``lm_head``, ...): a
+    transformers model names its base ``base_model_prefix``; a model without one has no
+    head we can name."""
+    prefix = g.hf.base_model_prefix if g.hf else ""
+    if not prefix or prefix not in g:
+        return ()
+    return tuple(n.path for n in g.nodes if n.path and "." not in n.path and n.path != prefix)
 
 
 def _key_resolver(source: Any, g: ModelGraph) -> Any:

@@ -48,7 +48,8 @@ from modeldiff.errors import GraphvizNotFoundError, InvalidArgumentError, ModelD
 if TYPE_CHECKING:
     from modeldiff._compare import GraphDiff
 
-__all__ = ["FORMATS", "mimebundle", "render", "save"]
+__all__ = ["FORMATS", "WEIGHT_SCALE", "mimebundle", "pipe", "render", "save", "weight_fill",
+           "write_atomic"]
 
 Renderable = Union[ModelGraph, "GraphDiff"]
 
@@ -91,6 +92,13 @@ CHANGE_STYLE: Mapping[str, tuple[str, str, str, str]] = {
     "changed": ("#E69F00", "#FCEBC4", "~", "solid"),
 }
 UNCHANGED_FILL = "#FFFFFF"
+# Weights that moved (a diff with weights): fill by relative change ||dW|| / ||W||, a
+# sequential yellow-orange-brown scale (ColorBrewer YlOrBr: ordered by lightness, so it
+# reads in greyscale and with colour-vision deficiencies), one step per decade.
+WEIGHT_SCALE: tuple[tuple[float, str], ...] = (
+    (1e-4, "#FFF7BC"), (1e-3, "#FEE391"), (1e-2, "#FEC44F"), (1e-1, "#FE9929"),
+    (float("inf"), "#EC7014"))
+WEIGHT_BORDER = "#993404"
 MUTED = "#555555"
 FONT = "Helvetica,Arial,sans-serif"
 
@@ -116,6 +124,7 @@ class _Item:
     collapsed: bool = False  # a subtree drawn as one box
     children: list[_Item] = field(default_factory=list)
     path: str = ""  # module path the item stands for (tooltip)
+    weight_fill: str | None = None  # weights moved: the colour of their relative change
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,7 @@ def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = Tr
     if type(obj).__name__ == "Trace":  # a traced model: its graph plus data-flow arrows
         return _render_trace(obj, depth=depth, fold_repeats=fold_repeats, direction=direction,
                              title=title)
+    obj = _weights_as_diff(obj)
     if not isinstance(obj, ModelGraph) and not _is_diff(obj):
         # Anything walk reads (a module, a config, a model_type, a folder, printed text)
         from modeldiff._inputs import as_graph
@@ -181,6 +191,38 @@ def render(obj: Renderable, *, depth: int | None = None, fold_repeats: bool = Tr
                                  "(from diff)")
         return _emit(root, caption=caption, ties=ties, direction=direction,
                      diff=not isinstance(obj, ModelGraph))
+
+
+def _weights_as_diff(obj: Any) -> Any:
+    """A WeightDiff is drawn as the structural diff of the graphs it compared, with the
+    modules whose weights moved coloured by how much."""
+    from modeldiff._core.weights import WeightDiff
+
+    if not isinstance(obj, WeightDiff):
+        return obj
+    if obj.before is None or obj.after is None or obj.alignment is None:
+        from modeldiff.errors import InputTypeError
+
+        raise InputTypeError("render(obj)", obj, "a WeightDiff from modeldiff.weight_diff or "
+                             "diff(weights=True) (one read back from JSON has no graphs: "
+                             "compute it again to draw it)")
+    from dataclasses import replace
+
+    from modeldiff._core.diff import diff_graphs
+
+    return replace(diff_graphs(obj.before, obj.after, obj.alignment), weights=obj)
+
+
+def weight_fill(rel: float) -> str:
+    """The fill for a module whose weights moved by ``rel`` (relative change).
+
+    >>> weight_fill(0.003), weight_fill(float("nan"))
+    ('#FEC44F', '#EC7014')
+    """
+    for bound, colour in WEIGHT_SCALE:
+        if rel < bound:
+            return colour
+    return WEIGHT_SCALE[-1][1]  # NaN (a value became NaN): the strongest colour
 
 
 def _is_diff(obj: object) -> bool:
@@ -335,8 +377,21 @@ class _DiffView:
                 sp = p if side == self.skel_side else self.to_skel(p)
                 self.changes.setdefault(sp, mc)
                 self.ids.setdefault(sp, p or "(root)")
+        # modules whose weights moved, skeleton-named -> relative change (a folded row's
+        # when repeated layers fold); they and their ancestors are never "unchanged"
+        self.moved: dict[str, float] = {}
+        self.moved_below: dict[str, float] = {}
+        self.weights = getattr(d, "weights", None)
+        if self.weights is not None:
+            row_of = {p: m for m in self.weights.folded if m.changed for p in m.members}
+            for m in self.weights.modules:
+                if not m.changed:
+                    continue
+                sp = self._weight_path(m.path)
+                row = row_of.get(m.path) if fold_repeats else None
+                self.moved[sp] = row.rel_change if row is not None else m.rel_change
         self.dirty: set[str] = set()
-        for sp in self.changes:
+        for sp in (*self.changes, *self.moved):
             p = sp
             while True:
                 self.dirty.add(p)
@@ -355,6 +410,15 @@ class _DiffView:
             parent = sp.rpartition(".")[0]
             if parent in self.skel:
                 self.extra.setdefault(parent, []).append((order[n.path], n))
+
+    def _weight_path(self, p: str) -> str:
+        """A weight diff's module path (b's checkpoint names) in skeleton names."""
+        if self.skel_side == "before":
+            p = self.to_skel(p)
+        for cand in (p, _join(self.s_pre, p) if self.s_pre else p):
+            if cand in self.skel:
+                return cand
+        return p
 
     def to_skel(self, p: str) -> str:
         o = self.o_pre
@@ -385,6 +449,7 @@ class _DiffView:
             it.detail = f"{node.totals.params * group.count:,} in all"
         if mc is not None:
             self._mark(it, mc)
+        self._mark_weights(it, sp, subtree=False)
         whole = it.change if it.change in ("added", "removed") else None
         if not kids:
             return it
@@ -398,6 +463,8 @@ class _DiffView:
             else:
                 tag = "unchanged, " if unchanged else ""
                 it.detail = (it.detail + "; " if it.detail else "") + tag + inside
+            if it.weight_fill is None:
+                self._mark_weights(it, sp, subtree=True)
             return it
         for k, kgroup in kids:
             if isinstance(k, Node):
@@ -434,7 +501,7 @@ class _DiffView:
         """A repeat group is unfolded when its members differ in what changed."""
         for r in self.skel.repeats:
             if path in r.paths:
-                marks = [tuple(sorted(c[len(m):] for c in self.changes
+                marks = [tuple(sorted(c[len(m):] for c in (*self.changes, *self.moved)
                                       if c == m or c.startswith(m + "."))) for m in r.paths]
                 return any(x != marks[0] for x in marks)
         return False
@@ -456,6 +523,26 @@ class _DiffView:
             it.children.append(self.other_item(k, sp, it.change))
         return it
 
+    def _mark_weights(self, it: _Item, sp: str, *, subtree: bool) -> None:
+        """Colour a module whose weights moved (with ``subtree``, a box that stands for a
+        subtree whose weights moved) by the largest relative change."""
+        if not self.moved:
+            return
+        rel = self.moved.get(sp)
+        if rel is None:
+            if not subtree:
+                return
+            below = [r for p, r in self.moved.items() if not sp or p.startswith(sp + ".")]
+            if not below:
+                return
+            rel = max(below, key=lambda r: float("inf") if r != r else r)
+            what = "weights moved inside: max rel change"
+        else:
+            what = "weights moved: rel change"
+        it.weight_fill = weight_fill(rel)
+        note = f"{what} {rel:.3g}"
+        it.detail = f"{it.detail}; {note}" if it.detail else note
+
     def _mark(self, it: _Item, mc: Any) -> None:
         change = str(mc.change)
         it.change = change
@@ -476,8 +563,14 @@ class _DiffView:
             counts[str(mc.change)] = counts.get(str(mc.change), 0) + 1
         b, a = d.before.totals.params, d.after.totals.params
         found = ", ".join(f"{CHANGE_STYLE[k][2]}{n} {k}" for k, n in counts.items() if n)
-        return (f"{d.before.root.cls} -> {d.after.root.cls} · {found or 'no module changes'}"
+        text = (f"{d.before.root.cls} -> {d.after.root.cls} · {found or 'no module changes'}"
                 f" · params {b:,} -> {a:,}")
+        if self.weights is not None:
+            v = self.weights.verdict
+            text += (f" · weights: {sum(1 for m in self.weights.modules if m.changed)} modules "
+                     "moved" + (f" ({v.pattern})" if v is not None else "")
+                     + "; fill = relative change <1e-4, <1e-3, <1e-2, <0.1, >=0.1")
+        return text
 
 
 def _change_lines(mc: Any) -> Iterable[str]:
@@ -586,6 +679,8 @@ def _classes(it: _Item) -> str:
         cls.append("collapsed")
     if it.change:
         cls.append(it.change)
+    if it.weight_fill:
+        cls.append("moved")
     return " ".join(cls)
 
 
@@ -713,6 +808,8 @@ def _emit(root: _Item, *, caption: str, ties: Sequence[_Tie], direction: str,
             border, tint, _, style = CHANGE_STYLE[it.change]
             return {"fillcolor": tint, "color": border, "penwidth": "2",
                     "style": f"rounded,filled,{style}" if style != "solid" else "rounded,filled"}
+        if it.weight_fill:
+            return {"fillcolor": it.weight_fill, "color": WEIGHT_BORDER, "penwidth": "1.6"}
         if diff:
             return {"fillcolor": UNCHANGED_FILL}
         return {"fillcolor": KIND_FILL.get(it.kind, CLUSTER_FILL_DEFAULT)}
@@ -729,6 +826,9 @@ def _emit(root: _Item, *, caption: str, ties: Sequence[_Tie], direction: str,
                 border, tint, _, style = CHANGE_STYLE[it.change]
                 look = {"fillcolor": tint, "color": border, "penwidth": "2",
                         "style": "rounded,filled" + (",dashed" if style == "dashed" else "")}
+            elif it.weight_fill:
+                look = {"fillcolor": it.weight_fill, "color": WEIGHT_BORDER, "penwidth": "1.6",
+                        "style": "rounded,filled"}
             elif it.group is not None:
                 look = {"fillcolor": GROUP_FILL, "color": "#4477AA", "penwidth": "1.6",
                         "style": "rounded,filled"}
@@ -886,6 +986,12 @@ def mimebundle(obj: Renderable, **render_options: Any) -> dict[str, str]:
     with contextlib.suppress(GraphvizNotFoundError):  # no dot: text only
         bundle["image/svg+xml"] = _pipe(render(obj, **render_options), "svg").decode()
     return bundle
+
+
+# Shared with the HTML report (modeldiff._report): piping DOT through Graphviz with typed
+# errors, and writing a file atomically.
+pipe = _pipe
+write_atomic = _write_atomic
 
 
 def _join(parent: str, name: str) -> str:

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modeldiff.errors import ModelDiffError
@@ -169,7 +170,11 @@ def _add_diff(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--align", default="auto",
                    help="'auto' (default), a module path to align at, or 'none' for path to path")
     p.add_argument("--weights", action="store_true",
-                   help="also compare weight values (folders or real models only)")
+                   help="also compare weight values (folders or real models only): the "
+                        "modules that changed, most moved first, and a verdict")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="with --weights: show the N most changed modules (default 20)")
+    p.add_argument("--all", action="store_true", help="with --weights: show every changed module")
     p.add_argument("--json", action="store_true", help="print the diff as JSON")
     p.set_defaults(run=_cmd_diff)
 
@@ -178,9 +183,74 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from modeldiff._compare import diff
 
     align = None if args.align == "none" else args.align
+    from modeldiff._core.format import format_diff
+
     result = diff(args.a, args.b, align=align, weights=args.weights,
                   task=(args.task_a or args.task, args.task_b or args.task))
-    print(result.to_json() if args.json else result)
+    if args.json:
+        print(result.to_json())
+        return 1 if result else 0
+    print(format_diff(result, top=None if args.all else max(args.top, 0)))
+    if not args.weights and all(_has_values(x) for x in (args.a, args.b)):
+        print(f"(weight values not compared: {args.a} and {args.b} are checkpoints; "
+              "`modeldiff diff A B --weights` compares them, `modeldiff report A B -o "
+              "report.html` draws what moved)")
+    return 1 if result else 0
+
+
+def _has_values(arg: str) -> bool:
+    """A checkpoint folder or weight file: something with values, not only a structure."""
+    p = Path(arg).expanduser()
+    if p.is_dir():
+        return any(p.glob("*.safetensors")) or any(p.glob("*.bin"))
+    return p.suffix in (".safetensors", ".bin") and p.is_file()
+
+
+# -- report ---------------------------------------------------------------------------------
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="what fine-tuning moved: one self-contained HTML report",
+                       description="Compare A and B, structure and weight values, and write one "
+                                   "HTML file (inline SVG, no network): the verdict, the "
+                                   "diagram, the load report, a heatmap of relative change, "
+                                   "the top changed modules. Exit status 0 when A and B are "
+                                   "the same, 1 when different, 2 on error.")
+    _model_arg(p, "a", "the first model (before)")
+    _model_arg(p, "b", "the second model (after)")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write the HTML report")
+    p.add_argument("--task", choices=TASK_CHOICES,
+                   help="which head to build for a side given by name or folder")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="changed modules in the top table (default 20)")
+    p.add_argument("--json", action="store_true",
+                   help="print the comparison (structure, weights, verdict) as JSON")
+    p.set_defaults(run=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    if not args.output and not args.json:
+        print("modeldiff report: error: give -o report.html, --json, or both", file=sys.stderr)
+        return 2
+    out = Path(args.output).expanduser() if args.output else None
+    if out is not None:
+        parent = out.parent if str(out.parent) else Path(".")
+        if out.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            why = ("is a folder" if out.is_dir() else "has no folder to go in"
+                   if not parent.is_dir() else "is in a folder that is not writable")
+            print(f"modeldiff report: error: output {out} {why}: pass a file path in an "
+                  "existing, writable folder", file=sys.stderr)
+            return 2
+    from modeldiff._compare import diff
+    from modeldiff._render import write_atomic
+    from modeldiff._report import report_html
+
+    result = diff(args.a, args.b, weights=True, task=args.task)
+    if out is not None:
+        write_atomic(out, report_html(result, top=max(args.top, 1),
+                                      title=f"{args.a} -> {args.b}").encode())
+        # with --json, stdout is the JSON alone
+        print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(result.to_json())
     return 1 if result else 0
 
 
@@ -353,6 +423,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_diff,
     _add_load_report,
+    _add_report,
     _add_classify,
     _add_render,
     _add_roundtrip,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import pickle
 import struct
@@ -85,8 +84,12 @@ def test_chunked_statistics_over_tensors_larger_than_one_chunk():
 
 def test_zero_vectors_rel_change_and_cosine_are_defined():
     z = torch.zeros(4)
-    s = tensor_stats("w", z, torch.tensor([0.0, 1.0, 0.0, 0.0]))
-    assert s.rel_change == math.inf
+    s = tensor_stats("w", z, torch.tensor([0.0, 3.0, 0.0, 4.0]))
+    # Relative to zero the change would be infinite; relative to the new values it is 1.0,
+    # "all of b is new", and the note says which norm it is taken against.
+    assert s.rel_change == 1.0
+    assert "a was all zeros: change relative to b" in s.note
+    assert "rel change 1," in str(s)
     assert s.cosine == 0.0
     s = tensor_stats("w", z, -z)  # -0.0 everywhere: other bytes, same (zero) values
     assert (s.equal, s.rel_change, s.cosine) == (False, 0.0, 1.0)

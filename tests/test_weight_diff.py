@@ -107,8 +107,9 @@ def test_cli_diff_weights(minilm_dir, tuned_copy, capsys):
 
 
 def test_module_summary_treats_a_module_as_one_vector():
-    """A zero-initialised bias that moved has an infinite relative change of its own; the
-    module's figures take weight and bias together, as torch would on the concatenation."""
+    """A zero-initialised bias that moved has a relative change of 1 (against its new
+    values, as its note says); the module's figures take weight and bias together, as torch
+    would on the concatenation."""
     a = torch.nn.Linear(8, 4)
     with torch.no_grad():
         a.bias.zero_()
@@ -119,7 +120,8 @@ def test_module_summary_treats_a_module_as_one_vector():
         b.bias.add_(0.01)
     wd = modeldiff.weight_diff(a, b)
     bias = next(s for s in wd.tensors if s.name == "bias")
-    assert bias.rel_change == float("inf")
+    assert bias.rel_change == 1.0
+    assert bias.note == "a was all zeros: change relative to b"
     (module,) = wd.modules
     va = torch.cat([a.weight.double().flatten(), a.bias.double()])
     vb = torch.cat([b.weight.double().flatten(), b.bias.double()])

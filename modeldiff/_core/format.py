@@ -30,7 +30,8 @@ def _change_detail(c: ModuleChange) -> str:
     return "; ".join(bits)
 
 
-def format_diff(d: GraphDiff) -> str:
+def format_diff(d: GraphDiff, *, top: int | None = 20) -> str:
+    """The +/-/~ tree; with weights, the ``top`` changed modules (``None``: all of them)."""
     head = f"{d.before.root.cls} -> {d.after.root.cls}  ({d.alignment.describe()})"
     rows: list[tuple[str, str, str, str]] = []
     for c in d.modules:
@@ -70,7 +71,7 @@ def format_diff(d: GraphDiff) -> str:
         lines.append("drift (classes a library renamed; not counted as differences):")
         lines += [f"  {c.label}  {_change_detail(c)}" for c in d.drift]
     if d.weights is not None:
-        lines.append(str(d.weights))
+        lines.append(d.weights.table(top=top))
     if d.not_compared:
         lines.append(f"(not compared: {', '.join(d.not_compared)}: "
                      "one side does not record them)")
