@@ -11,10 +11,12 @@ task.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from modeldiff._compat import unexpected_key
 from modeldiff._core.align import Alignment, align_graphs, join
 from modeldiff._core.diff import GraphDiff, diff_graphs, ignored_path
 from modeldiff._core.graph import ModelGraph
@@ -113,7 +115,14 @@ def head_delta(base: Any, head: Any, *, task: Task = None) -> HeadDelta:
             f"{gh.root.cls} sits inside {gb.root.cls} (at {alignment.before!r}), not the other "
             "way round: call head_delta(base, head) with the base model first",
             candidates=(alignment.before,))
-    return head_delta_of(gb, gh, alignment.after)
+    delta = head_delta_of(gb, gh, alignment.after)
+    if delta.prefix and unexpected_key("k", delta.prefix) != "k":
+        # spelled as this transformers' loading report spells them (see modeldiff._compat)
+        delta = dataclasses.replace(
+            delta, dropped=tuple(unexpected_key(k, delta.prefix) for k in delta.dropped),
+            ignored_unexpected=tuple(unexpected_key(k, delta.prefix)
+                                     for k in delta.ignored_unexpected))
+    return delta
 
 
 def _weights(a: Any, b: Any, ga: ModelGraph, gb: ModelGraph, al: Alignment, *,

