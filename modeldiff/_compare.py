@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from modeldiff._compat import unexpected_key
+from modeldiff._compat import saved_layernorm_name, unexpected_key
 from modeldiff._core.align import Alignment, align_graphs, join
 from modeldiff._core.diff import GraphDiff, diff_graphs, ignored_path
 from modeldiff._core.graph import ModelGraph
@@ -159,12 +159,16 @@ def _key_resolver(source: Any, g: ModelGraph) -> Any:
     prefix = g.hf.base_model_prefix if g.hf else ""
 
     def resolve(name: str) -> str:
-        if name in keys or not prefix:
-            return name
-        if name.startswith(prefix + ".") and name[len(prefix) + 1:] in keys:
-            return name[len(prefix) + 1:]
-        if f"{prefix}.{name}" in keys:
-            return f"{prefix}.{name}"
+        candidates = [name]
+        if prefix and name.startswith(prefix + "."):
+            candidates.append(name[len(prefix) + 1:])
+        elif prefix:
+            candidates.append(f"{prefix}.{name}")
+        for c in candidates:
+            # some models' checkpoints hold LayerNorms as gamma/beta (see modeldiff._compat)
+            for key in (c, saved_layernorm_name(c)):
+                if key in keys:
+                    return key
         return name
 
     return resolve

@@ -23,17 +23,19 @@ from importlib import metadata
 from typing import Any
 
 __all__ = [
+    "CONFIG_WITHOUT_PAD_TOKEN_ID",
     "DTYPE_KWARG_SINCE",
     "LEGACY_LAYERNORM_NAMES",
-    "LEGACY_LAYERNORM_SAVED_UNTIL",
     "META_BUILT_UNTIED",
     "MIN_TRANSFORMERS",
     "SDPA_CLASS_NAMES_UNTIL",
     "T5_TOKEN_CLASSIFICATION_SAVES_NO_DECODER_EMBEDDINGS",
+    "TOKENIZER_PROBE_IMPORT_ERROR_UNTIL",
     "UNEXPECTED_KEYS_PREFIXED_UNTIL",
     "dtype_kwarg",
+    "fill_config",
     "legacy_layernorm_names",
-    "public_class_name",
+    "saved_layernorm_name",
     "tie_built_model",
     "tied_weight_pairs",
     "transformers_version",
@@ -52,15 +54,27 @@ DTYPE_KWARG_SINCE = (4, 56)
 # ties them. Later 5.x and every 4.x tie in ``post_init``; tying again is a no-op there.
 META_BUILT_UNTIED = ((5, 0), (5, 1))
 
-# 5.0 through 5.5.4: ``save_pretrained`` writes the original (hub) layout of some models, whose
-# LayerNorms are ``gamma``/``beta``; ``from_pretrained`` renames them back to weight/bias.
-LEGACY_LAYERNORM_SAVED_UNTIL = (5, 5, 4)
+# Checkpoints of some models (ESM, old BERT-family files on the hub) hold LayerNorms as
+# ``gamma``/``beta``; ``from_pretrained`` renames them to weight/bias. Which transformers
+# writes them varies: measured here, 5.0.0 saves a tiny ESM as weight/bias, 5.24 as
+# gamma/beta (its conversion mapping writes the original hub layout back); the issue
+# report saw them through 5.5.4. Readers therefore accept both spellings on every version.
 LEGACY_LAYERNORM_NAMES = {"gamma": "weight", "beta": "bias"}
 
 # 4.x: attention classes are chosen per implementation and printed as such
 # (``DistilBertSdpaAttention``, ``BertSdpaSelfAttention``); 5.0 has one class per model that
 # dispatches on ``config._attn_implementation``.
 SDPA_CLASS_NAMES_UNTIL = (5, 0)
+
+# 5.0.x: PhiConfig and StableLmConfig have no ``pad_token_id`` attribute, which their
+# sequence- and token-classification heads read while building (AttributeError); later 5.x
+# and 4.x define it (None by default).
+CONFIG_WITHOUT_PAD_TOKEN_ID = ((5, 0), (5, 1))
+
+# 4.x: ``AutoTokenizer.from_pretrained`` on a folder without tokenizer files falls through to
+# the slow sentencepiece converters and raises ImportError (protobuf) instead of OSError; the
+# CLI's roundtrip treats both as "no tokenizer here".
+TOKENIZER_PROBE_IMPORT_ERROR_UNTIL = (5, 0)
 
 # 4.x: a base checkpoint loaded into a head gets the head's ``base_model_prefix`` put in front
 # of every key before the comparison, so ``unexpected_keys`` carry it (``albert.pooler.bias``);
@@ -97,6 +111,19 @@ def dtype_kwarg() -> str:
     'dtype'
     """
     return "dtype" if transformers_version() >= DTYPE_KWARG_SINCE else "torch_dtype"
+
+
+def fill_config(config: Any) -> Any:
+    """Give a config (a copy the caller owns) the attributes this transformers' model classes
+    read but its config class may lack (5.0.x: ``pad_token_id``); returns it.
+
+    >>> from transformers import PhiConfig
+    >>> fill_config(PhiConfig()).pad_token_id is None
+    True
+    """
+    if _in(CONFIG_WITHOUT_PAD_TOKEN_ID) and not hasattr(config, "pad_token_id"):
+        config.pad_token_id = None
+    return config
 
 
 def tie_built_model(model: Any) -> Any:
@@ -178,10 +205,12 @@ def legacy_layernorm_names(names: Any) -> dict[str, str]:
     return out
 
 
-def public_class_name(name: str) -> str:
-    """The 5.x name of a module class that 4.x names per attention implementation.
+def saved_layernorm_name(name: str) -> str:
+    """The ``gamma``/``beta`` spelling of a LayerNorm tensor name (other names unchanged).
 
-    >>> public_class_name("DistilBertSdpaAttention"), public_class_name("BertSdpaSelfAttention")
-    ('DistilBertAttention', 'BertSelfAttention')
+    >>> saved_layernorm_name("encoder.LayerNorm.weight"), saved_layernorm_name("dense.bias")
+    ('encoder.LayerNorm.gamma', 'dense.beta')
     """
-    return re.sub(r"(?:Sdpa|FlashAttention2|Flash)(?=(?:Self)?Attention$)", "", name)
+    head, _, last = name.rpartition(".")
+    back = {v: k for k, v in LEGACY_LAYERNORM_NAMES.items()}
+    return f"{head}.{back[last]}" if head and last in back else name

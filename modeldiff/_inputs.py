@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modeldiff._compat import tie_built_model
+from modeldiff._compat import fill_config, tie_built_model
 from modeldiff._core.graph import ModelGraph
 from modeldiff.errors import (
     ConfigError,
@@ -244,7 +244,7 @@ def build_model(config: Any, *, task: str | None = None, architecture: str | Non
     import torch
     import transformers
 
-    config = copy.deepcopy(config)
+    config = fill_config(copy.deepcopy(config))
     cls: Any = None
     if architecture is not None:
         cls = getattr(transformers, architecture, None)

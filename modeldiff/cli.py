@@ -222,8 +222,11 @@ def _cmd_roundtrip(args: argparse.Namespace) -> int:
         model = cls.from_pretrained(folder)
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-        except (OSError, ValueError, TypeError, KeyError):
-            tokenizer = None  # a folder without tokenizer files: seeded token ids instead
+        except (OSError, ValueError, TypeError, KeyError, ImportError):
+            # a folder without tokenizer files: seeded token ids instead. transformers 4.x
+            # falls through to its sentencepiece converters there and raises ImportError
+            # when protobuf is missing (modeldiff._compat.TOKENIZER_PROBE_IMPORT_ERROR_UNTIL)
+            tokenizer = None
     else:
         from transformers import AutoConfig
 

@@ -196,9 +196,12 @@ def _recording_5x(cls: type, into: dict[str, frozenset[str]]) -> Iterator[None]:
     real = cls._adjust_missing_and_unexpected_keys  # type: ignore[attr-defined]
     had_own = "_adjust_missing_and_unexpected_keys" in vars(cls)
 
-    def adjust(self: Any, loading_info: Any) -> None:
-        into["missing"] = frozenset(loading_info.missing_keys)
-        into["unexpected"] = frozenset(loading_info.unexpected_keys)
+    def adjust(self: Any, *args: Any) -> Any:
+        # 5.0: (missing_keys, unexpected_keys) -> the adjusted pair; later 5.x: (loading_info)
+        missing, unexpected_keys = ((args[0].missing_keys, args[0].unexpected_keys)
+                                    if len(args) == 1 else args)
+        into["missing"] = frozenset(missing)
+        into["unexpected"] = frozenset(unexpected_keys)
         into["ignore_missing"] = frozenset(self._keys_to_ignore_on_load_missing or ())
         unexpected = set(self._keys_to_ignore_on_load_unexpected or ())
         # the patterns transformers adds on its own, with its own test (modeling_utils.py)
@@ -208,7 +211,7 @@ def _recording_5x(cls: type, into: dict[str, frozenset[str]]) -> Iterator[None]:
         if any(b.endswith("position_ids") for b in buffers):
             unexpected.add(r"(^|\.)position_ids$")
         into["ignore_unexpected"] = frozenset(unexpected)
-        real(self, loading_info)
+        return real(self, *args)
 
     cls._adjust_missing_and_unexpected_keys = adjust  # type: ignore[attr-defined]
     try:
