@@ -29,7 +29,7 @@ __all__ = [
     "META_BUILT_UNTIED",
     "MIN_TRANSFORMERS",
     "SDPA_CLASS_NAMES_UNTIL",
-    "T5_TOKEN_CLASSIFICATION_SAVES_NO_DECODER_EMBEDDINGS",
+    "T5_EMBEDDINGS_ARE_MODULE_ALIASES_UNTIL",
     "TOKENIZER_PROBE_IMPORT_ERROR_UNTIL",
     "UNEXPECTED_KEYS_PREFIXED_UNTIL",
     "dtype_kwarg",
@@ -81,11 +81,13 @@ TOKENIZER_PROBE_IMPORT_ERROR_UNTIL = (5, 0)
 # 5.0 renames per key and reports unexpected keys as the checkpoint names them (``pooler.bias``).
 UNEXPECTED_KEYS_PREFIXED_UNTIL = (5, 0)
 
-# 4.57 (and 4.56): ``T5/MT5/UMT5ForTokenClassification`` wrap an encoder-only model, and the
-# base model's ``save_pretrained`` leaves out ``decoder.embed_tokens.weight`` (a tied copy of
-# ``shared.weight``), so the head's loading report does not list it as unexpected; 5.x
-# saves it (the decoder embeddings are not declared tied there).
-T5_TOKEN_CLASSIFICATION_SAVES_NO_DECODER_EMBEDDINGS = ((4, 0), (5, 0))
+# 4.x: the T5 family (t5, mt5, umt5) hands its ``shared`` embedding *module* to encoder and
+# decoder, so ``encoder.embed_tokens`` / ``decoder.embed_tokens`` are aliases of one module;
+# 5.x builds separate modules whose weights are tied to ``shared.weight``. Either way
+# ``save_pretrained`` writes ``shared.weight`` once, so ``decoder.embed_tokens.weight`` is not in
+# the checkpoint and a token-classification head (encoder only) does not report it unused
+# (4.57 was seen to disagree with modeldiff there before aliases counted as ties).
+T5_EMBEDDINGS_ARE_MODULE_ALIASES_UNTIL = (5, 0)
 
 
 @cache
