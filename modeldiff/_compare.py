@@ -11,10 +11,12 @@ task.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from modeldiff._compat import saved_layernorm_name, unexpected_key
 from modeldiff._core.align import Alignment, align_graphs, join
 from modeldiff._core.diff import GraphDiff, diff_graphs, ignored_path
 from modeldiff._core.graph import ModelGraph
@@ -133,7 +135,14 @@ def head_delta(base: Any, head: Any, *, task: Task = None) -> HeadDelta:
 
     if gh.hf is None:  # a printed model: no class to build, the structure's prefix
         return head_delta_of(gb, gh, alignment)
-    return head_delta_of(gb, gh, alignment, load_report(gb, gh))
+    delta = head_delta_of(gb, gh, alignment, load_report(gb, gh))
+    if delta.prefix and unexpected_key("k", delta.prefix) != "k":
+        # spelled as this transformers' loading report spells them (see modeldiff._compat)
+        delta = dataclasses.replace(
+            delta, dropped=tuple(unexpected_key(k, delta.prefix) for k in delta.dropped),
+            ignored_unexpected=tuple(unexpected_key(k, delta.prefix)
+                                     for k in delta.ignored_unexpected))
+    return delta
 
 
 def _weights(a: Any, b: Any, ga: ModelGraph, gb: ModelGraph, al: Alignment, *,
@@ -186,12 +195,16 @@ def _key_resolver(source: Any, g: ModelGraph) -> Any:
     prefix = g.hf.base_model_prefix if g.hf else ""
 
     def resolve(name: str) -> str:
-        if name in keys or not prefix:
-            return name
-        if name.startswith(prefix + ".") and name[len(prefix) + 1:] in keys:
-            return name[len(prefix) + 1:]
-        if f"{prefix}.{name}" in keys:
-            return f"{prefix}.{name}"
+        candidates = [name]
+        if prefix and name.startswith(prefix + "."):
+            candidates.append(name[len(prefix) + 1:])
+        elif prefix:
+            candidates.append(f"{prefix}.{name}")
+        for c in candidates:
+            # some models' checkpoints hold LayerNorms as gamma/beta (see modeldiff._compat)
+            for key in (c, saved_layernorm_name(c)):
+                if key in keys:
+                    return key
         return name
 
     return resolve

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldiff import limits
+from modeldiff._compat import fill_config, tie_built_model
 from modeldiff._core.graph import ModelGraph
 from modeldiff.errors import (
     CheckpointError,
@@ -372,7 +373,7 @@ def build_model(config: Any, *, task: str | None = None, architecture: str | Non
     import torch
     import transformers
 
-    config = copy.deepcopy(config)
+    config = fill_config(copy.deepcopy(config))
     cls: Any = None
     if architecture is not None:
         cls = model_class(architecture, where="build_model(architecture)")
@@ -386,9 +387,11 @@ def build_model(config: Any, *, task: str | None = None, architecture: str | Non
     try:
         with torch.device(device):
             if hasattr(cls, "from_config"):
-                return cls.from_config(config, trust_remote_code=False) \
+                model = cls.from_config(config, trust_remote_code=False) \
                     if cls.__name__.startswith("Auto") else cls.from_config(config)
-            return cls(config)
+            else:
+                model = cls(config)
+            return tie_built_model(model)
     except ModelDiffError:
         raise
     except ValueError as e:

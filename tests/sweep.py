@@ -154,15 +154,58 @@ def head_class_for(model_type: str, task: str) -> type:
 
 @contextmanager
 def _recording(cls: type, into: dict[str, frozenset[str]]) -> Iterator[None]:
+    """Record the loading report's lists before and after the ignore patterns."""
+    if hasattr(cls, "_adjust_missing_and_unexpected_keys"):
+        with _recording_5x(cls, into):
+            yield
+    else:
+        with _recording_4x(cls, into):
+            yield
+
+
+@contextmanager
+def _recording_4x(cls: type, into: dict[str, frozenset[str]]) -> Iterator[None]:
+    """transformers 4.x: the patterns are applied at the end of the module function
+    ``_find_missing_and_unexpected_keys``, to the class's own pattern lists (no child
+    models', no automatic ``position_ids`` pattern). Call it once more with the patterns
+    switched off to see the raw lists; the real call's result is the one returned."""
+    from transformers import modeling_utils as mu
+
+    real = mu._find_missing_and_unexpected_keys
+
+    def find(klass: Any, *args: Any, **kwargs: Any) -> tuple[list[str], list[str]]:
+        saved = (klass._keys_to_ignore_on_load_missing, klass._keys_to_ignore_on_load_unexpected)
+        klass._keys_to_ignore_on_load_missing = klass._keys_to_ignore_on_load_unexpected = None
+        try:
+            raw_missing, raw_unexpected = real(klass, *args, **kwargs)
+        finally:
+            klass._keys_to_ignore_on_load_missing, klass._keys_to_ignore_on_load_unexpected = saved
+        into["missing"], into["unexpected"] = frozenset(raw_missing), frozenset(raw_unexpected)
+        into["ignore_missing"] = frozenset(saved[0] or ())
+        into["ignore_unexpected"] = frozenset(saved[1] or ())
+        return real(klass, *args, **kwargs)  # type: ignore[no-any-return]
+
+    mu._find_missing_and_unexpected_keys = find
+    try:
+        yield
+    finally:
+        mu._find_missing_and_unexpected_keys = real
+
+
+@contextmanager
+def _recording_5x(cls: type, into: dict[str, frozenset[str]]) -> Iterator[None]:
     """Record ``loading_info`` as it enters ``_adjust_missing_and_unexpected_keys``, the one
     step that applies the ignore patterns. The real method still runs: the report returned
     is transformers' own."""
     real = cls._adjust_missing_and_unexpected_keys  # type: ignore[attr-defined]
     had_own = "_adjust_missing_and_unexpected_keys" in vars(cls)
 
-    def adjust(self: Any, loading_info: Any) -> None:
-        into["missing"] = frozenset(loading_info.missing_keys)
-        into["unexpected"] = frozenset(loading_info.unexpected_keys)
+    def adjust(self: Any, *args: Any) -> Any:
+        # 5.0: (missing_keys, unexpected_keys) -> the adjusted pair; later 5.x: (loading_info)
+        missing, unexpected_keys = ((args[0].missing_keys, args[0].unexpected_keys)
+                                    if len(args) == 1 else args)
+        into["missing"] = frozenset(missing)
+        into["unexpected"] = frozenset(unexpected_keys)
         into["ignore_missing"] = frozenset(self._keys_to_ignore_on_load_missing or ())
         unexpected = set(self._keys_to_ignore_on_load_unexpected or ())
         # the patterns transformers adds on its own, with its own test (modeling_utils.py)
@@ -172,7 +215,7 @@ def _recording(cls: type, into: dict[str, frozenset[str]]) -> Iterator[None]:
         if any(b.endswith("position_ids") for b in buffers):
             unexpected.add(r"(^|\.)position_ids$")
         into["ignore_unexpected"] = frozenset(unexpected)
-        real(self, loading_info)
+        return real(self, *args)
 
     cls._adjust_missing_and_unexpected_keys = adjust  # type: ignore[attr-defined]
     try:

@@ -97,9 +97,15 @@ def checkpoint_keys(g: ModelGraph, *, with_tied: bool = False) -> tuple[str, ...
     """State-dict keys (parameters and persistent buffers, every alias path), without the
     aliases of tied tensors unless ``with_tied``."""
     keys: list[str] = []
+    # A module shared under several names (transformers 4.x builds T5's encoder/decoder
+    # embed_tokens as the `shared` module itself) is saved once: save_pretrained leaves out
+    # the alias names the model declares tied.
+    declared = {t for t, s in g.hf.tied_weights if s} if g.hf is not None and not with_tied \
+        else set()
     for n in g.nodes:
         for p in (n.path, *n.aliases):
             pre = f"{p}." if p else ""
             keys.extend(pre + t.name for t in n.tensors
-                        if (not t.buffer or t.persistent) and (with_tied or t.tied_to is None))
+                        if (not t.buffer or t.persistent) and (with_tied or t.tied_to is None)
+                        and (p == n.path or pre + t.name not in declared))
     return tuple(keys)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from modeldiff import limits
+from modeldiff._compat import tied_weight_pairs
 from modeldiff._core.graph import (
     VOLATILE_CONFIG_KEYS,
     HFInfo,
@@ -408,13 +409,10 @@ def _hf_info(model: nn.Module) -> HFInfo | None:
     if tf is None or not isinstance(model, tf.PreTrainedModel):
         return None
     config = model.config
-    tied = _safe_getattr(model, "all_tied_weights_keys", None)
-    if tied is None:
-        tied = _safe_getattr(model, "_tied_weights_keys", None)
-    if isinstance(tied, Mapping):
-        pairs = tuple(sorted((str(k), str(v)) for k, v in tied.items()))
-    else:
-        pairs = tuple((str(k), "") for k in (tied or ()))
+    try:
+        pairs = tied_weight_pairs(model)
+    except Exception:  # a module whose attributes raise: no declared ties to report
+        pairs = ()
     return HFInfo(
         model_type=str(_safe_getattr(config, "model_type", "")),
         architecture=type(model).__name__,
