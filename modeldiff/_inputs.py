@@ -253,7 +253,7 @@ def folder_config(folder: Path, *, task: str | None) -> tuple[Any, str | None]:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.for_model(model_type, **{k: v for k, v in raw.items()
+        config = AutoConfig.for_model(model_type, **{k: v for k, v in _special_floats(raw).items()
                                                        if k != "model_type"})
     except ModelDiffError:
         raise
@@ -309,17 +309,36 @@ def check_config_values(raw: Mapping[str, Any], *, where: str,
             if limit is None or value is None:
                 continue
             name = f"{prefix}{key}"
-            if type(value) is not int:
-                raise ConfigError(f"{where}: {name} must be an integer, got "
-                                  f"{type(value).__name__} {str(value)[:40]}", path=path)
-            low = 0 if key in _MAY_BE_ZERO else 1
-            cap = getattr(limits, limit)
-            if value < low:
-                raise ConfigError(f"{where}: {name} = {value:,} must be at least {low}",
-                                  path=path)
-            if value > cap:
-                raise ConfigError(f"{where}: {name} = {value:,} is more than any real model "
-                                  f"needs ({limits.hint(limit)})", path=path)
+            # a per-stage model (SegFormer, PVT) gives one size per stage: a list of them
+            values = value if isinstance(value, list) and value else [value]
+            for v in values:
+                _check_size(v, name, key, limit, where=where, path=path)
+
+
+def _check_size(value: Any, name: str, key: str, limit: str, *, where: str,
+                path: Path | str | None) -> None:
+    if type(value) is not int:
+        raise ConfigError(f"{where}: {name} must be an integer (or a list of them), got "
+                          f"{type(value).__name__} {str(value)[:40]}", path=path)
+    low = 0 if key in _MAY_BE_ZERO else 1
+    cap = getattr(limits, limit)
+    if value < low:
+        raise ConfigError(f"{where}: {name} = {value:,} must be at least {low}", path=path)
+    if value > cap:
+        raise ConfigError(f"{where}: {name} = {value:,} is more than any real model needs "
+                          f"({limits.hint(limit)})", path=path)
+
+
+def _special_floats(obj: Any) -> Any:
+    """transformers 5 writes a non-finite float in config.json as ``{"__float__": "Infinity"}``
+    (its ``to_json_string``) and reads it back as the float; so does the input layer."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__float__"} and obj["__float__"] in ("NaN", "Infinity", "-Infinity"):
+            return float(obj["__float__"].replace("Infinity", "inf"))
+        return {k: _special_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_special_floats(v) for v in obj]
+    return obj
 
 
 def model_class(name: str, *, where: str) -> Any:
