@@ -718,6 +718,7 @@ class _GraphReader:
             raise SchemaError("malformed modeldiff graph JSON: nodes[0] must be the root "
                               f"(path ''), got {nodes[0].path[:100]!r}")
         contains = []
+        shared: list[tuple[int, int, int]] = []
         parent_of: dict[int, int] = {}
         for i, e in enumerate(self.items(d.get("contains", []), "contains")):
             parent, name, child = self.strings(e, f"contains[{i}]", 3)
@@ -734,7 +735,17 @@ class _GraphReader:
                     raise SchemaError(f"malformed modeldiff graph JSON: contains[{i}]: "
                                       f"{child[:100]!r} has a second defining parent")
                 parent_of[ci] = pi
+            else:
+                shared.append((i, pi, ci))
             contains.append((parent, name, child))
+        for i, pi, ci in shared:  # a module held at a second path must not be its own ancestor
+            at: int | None = pi
+            while at is not None:
+                if at == ci:
+                    raise SchemaError(f"malformed modeldiff graph JSON: contains[{i}] makes "
+                                      f"{nodes[ci].path[:100] or '(root)'!r} a child of its own "
+                                      "descendant (a cycle)")
+                at = parent_of.get(at)
         orphans = [nodes[i].path for i in range(1, len(nodes)) if i not in parent_of]
         if orphans:
             raise SchemaError(f"malformed modeldiff graph JSON: {len(orphans)} module(s) have no "
