@@ -282,10 +282,10 @@ def check_config_values(raw: Mapping[str, Any], *, where: str,
     while stack:
         mapping, prefix = stack.pop()
         for key, value in mapping.items():
-            if isinstance(value, Mapping):
+            limit = _SIZE_KEYS.get(key)
+            if isinstance(value, Mapping) and limit is None:
                 stack.append((value, f"{prefix}{key}."))
                 continue
-            limit = _SIZE_KEYS.get(key)
             if limit is None or value is None:
                 continue
             name = f"{prefix}{key}"

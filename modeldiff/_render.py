@@ -746,8 +746,17 @@ def _pipe(dot: graphviz.Digraph, fmt: str) -> bytes:
 
 
 def _write_atomic(target: Path, data: bytes) -> None:
+    from modeldiff.errors import OutputError
+
     parent = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a directory; pass a file name",
+                          path=target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: {e.strerror or e} (does the folder "
+                          f"{parent} exist, and may you write to it?)", path=target) from e
     try:
         # mkstemp makes the file private (0600); give it the mode open() would have
         umask = os.umask(0)
@@ -756,6 +765,10 @@ def _write_atomic(target: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {target}: {e.strerror or e} (is the disk full or "
+                          "read-only?); nothing was left behind", path=target) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -31,6 +31,7 @@ __all__ = [
     "ModelDiffError",
     "ModuleWalkError",
     "NotMaterializedError",
+    "OutputError",
     "RemoteCodeError",
     "ReprParseError",
     "RoundTripError",
@@ -205,6 +206,18 @@ class RoundTripError(ModelDiffError, OSError):
 
     def __init__(self, message: str, *, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class OutputError(ModelDiffError, OSError):
+    """An output file could not be written: its folder is missing, it is a directory, the
+    disk is full or read-only. Nothing half-written is left; ``path`` is the target."""
+
+    def __init__(self, message: str, *, path: Path | str) -> None:
+        self.path = Path(path)
         super().__init__(message)
 
     def __str__(self) -> str:
