@@ -217,3 +217,26 @@ def _fuzz_structured() -> None:
 
 add("light", "printed-fuzz-arbitrary-text", _fuzz_text)
 add("light", "printed-fuzz-glued-pieces", _fuzz_structured)
+
+
+def _txt_file_cases() -> None:
+    """walk(a .txt file): UTF-8 only, and never more than MAX_PRINTED_BYTES read."""
+    import tempfile
+    from pathlib import Path
+
+    import modeldiff
+    import modeldiff.limits as limits
+    from modeldiff.errors import CheckpointError
+
+    d = Path(tempfile.mkdtemp(prefix="adv-txt-"))
+    (d / "latin1.txt").write_bytes("Réseau()".encode("latin-1"))
+    raises(CheckpointError, modeldiff.walk, d / "latin1.txt", match="UTF-8")
+    with (d / "big.txt").open("wb") as f:
+        f.truncate(2000)  # sparse: refused by its size
+    with limits.raised(MAX_PRINTED_BYTES=1000):
+        raises(CheckpointError, modeldiff.walk, d / "big.txt", match="MAX_PRINTED_BYTES")
+    (d / "ok.txt").write_text("Net(\n  (a): ReLU()\n)")
+    assert len(modeldiff.walk(d / "ok.txt")) == 2
+
+
+add("light", "printed-txt-files", _txt_file_cases)
