@@ -91,7 +91,9 @@ def _child(group: str) -> None:
         finally:
             signal.alarm(0)
         print(json.dumps({"id": cid, "ok": ok, "message": message,
-                          "seconds": round(time.perf_counter() - t0, 3)}), flush=True)
+                          "seconds": round(time.perf_counter() - t0, 3),
+                          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                          // 1024}), flush=True)
 
 
 if __name__ == "__main__":
