@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from modeldiff import errors
+from modeldiff import errors, limits
 from modeldiff._core.graph import Kind, ModelGraph, Node, Tensor
 from modeldiff._core.report import Report
 from modeldiff.errors import ModelDiffError
@@ -40,6 +40,7 @@ __all__ = [
     "diff",
     "errors",
     "head_delta",
+    "limits",
     "load_report",
     "parse_repr",
     "pipeline_steps",

@@ -147,19 +147,18 @@ def _walk_name(obj: str | os.PathLike[str], *, task: str | None) -> ModelGraph:
             return _walk_folder(path.parent, task=task)
         if path.suffix == ".txt":
             from modeldiff._core.printed import parse_repr
+            from modeldiff._walk.checkpoint import read_limited
 
+            data = read_limited(path, "MAX_PRINTED_BYTES", "printed model")  # capped, regular
             try:
-                printed = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                from modeldiff.errors import CheckpointError
-
-                raise CheckpointError(f"cannot read printed model {path}: {e}", path=path) from e
+                printed = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CheckpointError(f"cannot read printed model {path}: not UTF-8 text ({e})",
+                                      path=path) from e
             graph = parse_repr(printed)
             from dataclasses import replace
 
             return replace(graph, source=f"printed model {path}")
-        from modeldiff.errors import CheckpointError
-
         raise CheckpointError(f"{path} is a file; walk reads a checkpoint folder (the folder "
                               "save_pretrained wrote, with config.json), its config.json, or a "
                               ".txt file of print(model) output", path=path)
@@ -171,8 +170,6 @@ def _walk_name(obj: str | os.PathLike[str], *, task: str | None) -> ModelGraph:
                             source=f"{text} default config (built on meta)")
     if isinstance(obj, os.PathLike) or text.startswith((".", "/", "~")) or (os.sep in text and \
             text.count("/") > 1):
-        from modeldiff.errors import CheckpointError
-
         raise CheckpointError(f"no such folder: {path}", path=path)
     close = suggest(text, known)
     if "/" not in text and close and _close_enough(text, close[0]):
@@ -302,15 +299,17 @@ def check_config_values(raw: Mapping[str, Any], *, where: str,
     while stack:
         mapping, prefix = stack.pop()
         for key, value in mapping.items():
-            if isinstance(value, Mapping):
+            limit = _SIZE_KEYS.get(key)
+            if isinstance(value, Mapping) and limit is None:
                 stack.append((value, f"{prefix}{key}."))
                 continue
-            limit = _SIZE_KEYS.get(key)
             if limit is None or value is None:
                 continue
             name = f"{prefix}{key}"
-            # a per-stage model (SegFormer, PVT) gives one size per stage: a list of them
-            values = value if isinstance(value, list) and value else [value]
+            # a per-stage model (SegFormer, PVT) gives widths and heads per stage: a list of
+            # them; a layer count is one number
+            per_stage = isinstance(value, list) and value and limit != "MAX_CONFIG_LAYERS"
+            values = value if per_stage else [value]
             for v in values:
                 _check_size(v, name, key, limit, where=where, path=path)
 

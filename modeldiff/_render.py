@@ -268,7 +268,7 @@ class _ModelView:
         if (len(kids) == 1 and kids[0].path in self.groups and node.kind == Kind.CONTAINER
                 and self.groups[kids[0].path].count == len(self.kids.get(node.path, ()))):
             return self.item(kids[0], level, self.groups[kids[0].path])
-        it = _Item(id=node.path or "(root)", name=name, node=node, kind=node.kind,
+        it = _Item(id=_dot_id(node.path) or "(root)", name=name, node=node, kind=node.kind,
                    params=params, detail=detail, group=group, path=node.path)
         if not kids:
             return it
@@ -449,7 +449,7 @@ class _DiffView:
                 and sp not in self.changes):
             return self.item(kids[0][0], level, kids[0][1], inherited)  # list == its group
         mc = self.changes.get(sp)
-        it = _Item(id=self.ids.get(sp, sp or "(root)"), name=node.name or "(root)", node=node,
+        it = _Item(id=_dot_id(self.ids.get(sp, sp or "(root)")), name=node.name or "(root)", node=node,
                    kind=node.kind, params=node.totals.params, path=sp, change=inherited)
         if group is not None:
             it.group = group
@@ -518,7 +518,7 @@ class _DiffView:
         """A module (and its subtree) that only the non-skeleton side has."""
         sp = _join(parent_sp, n.name)
         mc = self.changes.get(sp)
-        it = _Item(id=self.ids.get(sp, n.path), name=n.name, node=n, kind=n.kind,
+        it = _Item(id=_dot_id(self.ids.get(sp, n.path)), name=n.name, node=n, kind=n.kind,
                    params=n.totals.params, path=sp, change=inherited)
         if mc is not None:
             self._mark(it, mc)
@@ -823,7 +823,7 @@ def _emit(root: _Item, *, caption: str, ties: Sequence[_Tie], direction: str,
         return {"fillcolor": KIND_FILL.get(it.kind, CLUSTER_FILL_DEFAULT)}
 
     def node(g: DotWriter, it: _Item) -> None:
-        attrs = {"class": _classes(it), **fill(it), "tooltip": it.path or "(root)"}
+        attrs = {"class": _classes(it), **fill(it), "tooltip": _dot_text(it.path) or "(root)"}
         if it.collapsed or it.group is not None:
             attrs["peripheries"] = "2"
         g.node(it.id, _box_label(it), **attrs)
@@ -844,7 +844,7 @@ def _emit(root: _Item, *, caption: str, ties: Sequence[_Tie], direction: str,
                 look = {"fillcolor": CLUSTER_FILL.get(it.kind, CLUSTER_FILL_DEFAULT),
                         "color": "#999999", "penwidth": "0.8", "style": "rounded,filled"}
             sub.attr(label=_cluster_label(it), labeljust="l", labelloc="t", fontsize="11",
-                     margin="10", tooltip=it.path or "(root)", **{"class": _classes(it)}, **look)
+                     margin="10", tooltip=_dot_text(it.path) or "(root)", **{"class": _classes(it)}, **look)
             rows = _rows(it)
             for upper, lower in itertools.pairwise(rows):
                 # one edge per pair of rows: the rest of a row follows by rank=same
@@ -971,7 +971,8 @@ def _write_atomic(target: Path, data: bytes) -> None:
         os.replace(tmp, target)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {target}: {e.strerror or e}", path=target) from e
+        raise OutputError(f"cannot write {target}: {e.strerror or e} (is the disk full or "
+                          "read-only?); nothing was left behind", path=target) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -1000,6 +1001,22 @@ def mimebundle(obj: Renderable, **render_options: Any) -> dict[str, str]:
 # errors, and writing a file atomically.
 pipe = _pipe
 write_atomic = _write_atomic
+
+
+def _dot_id(path: str) -> str:
+    """A module path as a DOT node id, one to one: a backslash (which would escape the
+    closing quote), a double quote and a colon (which edges read as a port) are spelled
+    %5C, %22 and %3A, and % itself %25. Real paths have none of them and stay as they are."""
+    if not any(c in path for c in '\\":%'):
+        return path
+    return (path.replace("%", "%25").replace("\\", "%5C").replace('"', "%22")
+            .replace(":", "%3A"))
+
+
+def _dot_text(text: str) -> str:
+    """Free text for a DOT attribute (tooltip): backslashes doubled, so that one at the
+    end cannot escape the closing quote."""
+    return text.replace("\\", "\\\\")
 
 
 def _join(parent: str, name: str) -> str:

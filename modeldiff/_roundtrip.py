@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import hashlib
 import inspect
 import os
@@ -48,7 +49,13 @@ from modeldiff._core.compare import (
 from modeldiff._core.graph import StrEnum, human_bytes
 from modeldiff._core.report import Report, register
 from modeldiff._walk.tensors import TensorStats, tensor_stats
-from modeldiff.errors import InputTypeError, NotMaterializedError, RoundTripError
+from modeldiff.errors import (
+    InputTypeError,
+    InvalidArgumentError,
+    ModelCodeError,
+    NotMaterializedError,
+    RoundTripError,
+)
 
 __all__ = [
     "SAMPLE_SENTENCES",
@@ -250,6 +257,7 @@ def roundtrip(model: Any, *, tokenizer: Any = None, inputs: Any = None,
     if not isinstance(model, nn.Module):
         model, tokenizer = _materialise(model, tokenizer, task)
     _check_model(model)
+    _check_arguments(tokenizer, inputs, workdir, max_shard_size)
     base_folder, created, before_entries = _prepare_workdir(workdir)
     folder = base_folder
     try:
@@ -309,6 +317,26 @@ def _check_model(model: Any) -> None:
                 "a shape but no values), so there are no weights to save. Build it with real "
                 "weights: from_pretrained(folder), or from_config(config) outside a meta "
                 "device context.")
+
+
+def _check_arguments(tokenizer: Any, inputs: Any, workdir: Any, max_shard_size: Any) -> None:
+    """Wrong argument types are typed errors here, not AttributeErrors deep in a save."""
+    if tokenizer is not None and not (callable(tokenizer) and
+                                      callable(getattr(tokenizer, "save_pretrained", None))):
+        raise InputTypeError("roundtrip(tokenizer)", tokenizer,
+                             "a transformers tokenizer (with save_pretrained) or None")
+    if inputs is not None and not isinstance(inputs, (torch.Tensor, Mapping)):
+        raise InputTypeError("roundtrip(inputs)", inputs,
+                             "a dict of tensors, one tensor for the model's main input, or None")
+    if workdir is not None and not isinstance(workdir, (str, os.PathLike)):
+        raise InputTypeError("roundtrip(workdir)", workdir, "a folder path (str or Path) or None")
+    if max_shard_size is not None:
+        if isinstance(max_shard_size, bool) or not isinstance(max_shard_size, (int, str)):
+            raise InputTypeError("roundtrip(max_shard_size)", max_shard_size,
+                                 "a size in bytes (int) or a string such as '50KB', or None")
+        if isinstance(max_shard_size, int) and max_shard_size <= 0:
+            raise InvalidArgumentError("roundtrip(max_shard_size)", max_shard_size,
+                                       "a positive number of bytes")
 
 
 def _prepare_workdir(workdir: str | os.PathLike[str] | None
@@ -429,10 +457,11 @@ def _roundtrip_in(model: nn.Module, folder: Path, *, tokenizer: Any, inputs: Any
     if max_shard_size is not None:
         kwargs["max_shard_size"] = max_shard_size
     with _quiet_transformers():
-        _save(lambda: model_any.save_pretrained(folder, **kwargs), folder, "model")
+        _save(lambda: model_any.save_pretrained(folder, **kwargs), folder, "model", cls.__name__)
         model_names = set(_list_files(folder))
         if tokenizer is not None:
-            _save(lambda: tokenizer.save_pretrained(folder), folder, "tokenizer")
+            _save(lambda: tokenizer.save_pretrained(folder), folder, "tokenizer",
+                  type(tokenizer).__name__)
     files = tuple(FileEntry(name=n, size=(folder / n).stat().st_size, sha256=_sha256(folder / n),
                             source="model" if n in model_names else "tokenizer")
                   for n in _list_files(folder))
@@ -475,7 +504,7 @@ def _roundtrip_in(model: nn.Module, folder: Path, *, tokenizer: Any, inputs: Any
     notes: list[str] = []
     batch, described = _make_inputs(model, tokenizer, inputs, notes)
     if batch is not None:
-        outputs = _compare_outputs(model, reloaded, batch)
+        outputs = _compare_outputs(model, reloaded, batch, given=inputs is not None)
         for o in outputs:
             if not o.equal:
                 problems.append(Problem(kind=Finding.OUTPUTS, subject=o.name, message=str(o)))
@@ -485,17 +514,37 @@ def _roundtrip_in(model: nn.Module, folder: Path, *, tokenizer: Any, inputs: Any
                    inputs=described, notes=tuple(notes))
 
 
-def _save(fn: Any, folder: Path, what: str) -> None:
+def _save(fn: Any, folder: Path, what: str, owner: str) -> None:
+    """Run a save; the disk's failures (full, read-only, no permission, file too large) are
+    a RoundTripError, anything else the ``owner``'s own code raised is a ModelCodeError."""
     try:
         fn()
-    except (OSError, RuntimeError, ValueError) as e:
-        raise RoundTripError(f"saving the {what} into {folder} failed: {type(e).__name__}: {e}. "
-                             "Is the disk full or the folder read-only?", path=folder) from e
-    except Exception as e:  # safetensors' Rust errors (SafetensorError) derive from Exception
-        if type(e).__name__ != "SafetensorError":
-            raise
-        raise RoundTripError(f"saving the {what} into {folder} failed: {e}. Is the disk full "
-                             "or the folder read-only?", path=folder) from e
+    except ModelCodeError:
+        raise
+    except Exception as e:
+        if _is_disk_error(e):
+            raise RoundTripError(f"saving the {what} into {folder} failed: "
+                                 f"{type(e).__name__}: {e}. Is the disk full or the folder "
+                                 "read-only?", path=folder) from e
+        raise ModelCodeError(owner, "save_pretrained", e) from e
+
+
+# What a full, read-only or forbidden disk raises: an OSError with one of these errnos, or
+# the same failure as reported by safetensors (Rust io::Error) and torch.save (C++ writer).
+_DISK_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EROFS", "EACCES", "EPERM",
+                                                      "EFBIG", "EDQUOT", "EIO", "ENOENT",
+                                                      "ENOTDIR", "EISDIR", "EMFILE")
+                         if hasattr(errno, n))
+_DISK_WORDS = ("os error", "ioerror", "no space", "read-only", "permission denied",
+               "file write failed", "file too large", "quota")
+
+
+def _is_disk_error(e: BaseException) -> bool:
+    if isinstance(e, OSError) and e.errno is not None:
+        return e.errno in _DISK_ERRNOS
+    text = str(e).lower()
+    return type(e).__name__ in ("SafetensorError", "RuntimeError", "OSError") and \
+        any(w in text for w in _DISK_WORDS)
 
 
 @contextlib.contextmanager
@@ -710,16 +759,24 @@ def _flatten(prefix: str, obj: Any, out: dict[str, torch.Tensor]) -> None:
             _flatten(f"{prefix}[{i}]", v, out)
 
 
-def _compare_outputs(model: nn.Module, reloaded: nn.Module, batch: dict[str, Any]
-                     ) -> tuple[OutputCheck, ...]:
+def _compare_outputs(model: nn.Module, reloaded: nn.Module, batch: dict[str, Any], *,
+                     given: bool = True) -> tuple[OutputCheck, ...]:
     try:
         before = _run(model, batch)
     except (TypeError, ValueError, RuntimeError, IndexError) as e:
+        if not given:  # inputs modeldiff made up from the config: the model's forward failed
+            raise ModelCodeError(type(model).__name__, "forward", e) from e
         raise InputTypeError(
             "roundtrip(inputs)", batch,
             f"inputs that {type(model).__name__}.forward accepts (it failed with "
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-    after = _run(reloaded, batch)
+    except Exception as e:  # anything else forward raises is the model's own
+        raise ModelCodeError(type(model).__name__, "forward", e) from e
+    try:
+        after = _run(reloaded, batch)
+    except Exception as e:
+        raise ModelCodeError(type(reloaded).__name__, "forward (of the reloaded model)", e) \
+            from e
     checks = []
     for name in sorted(set(before) | set(after), key=lambda n: (n not in before, n)):
         a, b = before.get(name), after.get(name)

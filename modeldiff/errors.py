@@ -255,8 +255,9 @@ class InvalidArgumentError(ModelDiffError, ValueError):
 
 
 class OutputError(ModelDiffError, OSError):
-    """An output path cannot be written: its folder is missing or read-only, or it names a
-    folder where a file is expected (or a file where a folder is). ``path`` names it."""
+    """An output path cannot be written: its folder is missing or read-only, it names a
+    folder where a file is expected (or a file where a folder is), or the disk is full.
+    Nothing half-written is left; ``path`` names the target."""
 
     def __init__(self, message: str, *, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else None

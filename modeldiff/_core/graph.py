@@ -538,35 +538,29 @@ class ModelGraph:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelGraph:
+        """Read what :meth:`to_dict` wrote, validated against the schema: every field's
+        type, unique paths, exactly one root and it first, edges between existing modules,
+        every module inside the root, totals of non-negative integers. Anything else is
+        a :class:`~modeldiff.errors.SchemaError` naming the field (``nodes[3].totals``).
+        Totals are checked for type and sign, not summed: graphs made by hand (or by
+        :func:`modeldiff.strategies.graphs`) may carry any totals."""
         if not isinstance(d, Mapping) or d.get("schema") != "modeldiff._core.graph":
             raise SchemaError("not a modeldiff graph: expected an object with "
                               "\"schema\": \"modeldiff._core.graph\" (written by ModelGraph.to_json)")
         version = d.get("version")
-        if version != SCHEMA_VERSION:
-            raise SchemaError(f"modeldiff graph schema version {version!r} is not supported "
+        if type(version) is not int or version != SCHEMA_VERSION:
+            raise SchemaError(f"modeldiff graph schema version {version!r:.40} is not supported "
                               f"(this modeldiff reads version {SCHEMA_VERSION}); re-create the "
                               "JSON with this modeldiff's walk(...).to_json()")
-        try:
-            return cls(
-                nodes=tuple(Node.from_dict(n) for n in d["nodes"]),
-                contains=tuple((p, n, c) for p, n, c in d.get("contains", ())),
-                ties=tuple(Tie(source=s, target=t) for s, t in d.get("ties", ())),
-                repeats=tuple(RepeatGroup(parent=r["parent"], paths=tuple(r["paths"]),
-                                          cls=r["cls"]) for r in d.get("repeats", ())),
-                hf=HFInfo.from_dict(d["hf"]) if d.get("hf") else None,
-                source=d.get("source", ""),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise SchemaError(f"malformed modeldiff graph JSON: {type(e).__name__}: {e}") from e
+        return _GraphReader(d).read(cls)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelGraph:
-        """Read what :meth:`to_json` wrote."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SchemaError(f"modeldiff graph JSON is not valid JSON: {e}") from e
-        return cls.from_dict(data)
+        """Read what :meth:`to_json` wrote (size- and depth-capped, then validated as
+        :meth:`from_dict` says)."""
+        from modeldiff._core.report import loads
+
+        return cls.from_dict(loads(text, what="modeldiff graph JSON"))
 
     # -- text ----------------------------------------------------------------------------
     def summary(self, depth: int | None = None, *, fold: bool = True) -> str:
@@ -589,6 +583,192 @@ class ModelGraph:
 
         return mimebundle(self)
 
+
+
+class _GraphReader:
+    """Graph JSON -> values, checking each field as it goes; errors name the JSON path."""
+
+    def __init__(self, d: Mapping[str, Any]) -> None:
+        self.d = d
+
+    @staticmethod
+    def fail(where: str, expected: str, got: Any) -> SchemaError:
+        shown = json.dumps(got, default=str)[:60] if not isinstance(got, str) else repr(got[:60])
+        return SchemaError(f"malformed modeldiff graph JSON: {where} must be {expected}, "
+                           f"got {shown}")
+
+    def text(self, v: Any, where: str) -> str:
+        if not isinstance(v, str):
+            raise self.fail(where, "a string", v)
+        return v
+
+    def flag(self, v: Any, where: str) -> bool:
+        if not isinstance(v, bool):
+            raise self.fail(where, "true or false", v)
+        return v
+
+    def count(self, v: Any, where: str) -> int:
+        if type(v) is not int or v < 0:
+            raise self.fail(where, "a non-negative integer", v)
+        return v
+
+    def items(self, v: Any, where: str) -> list[Any]:
+        if not isinstance(v, list):
+            raise self.fail(where, "a list", v)
+        return v
+
+    def obj(self, v: Any, where: str) -> Mapping[str, Any]:
+        if not isinstance(v, Mapping):
+            raise self.fail(where, "an object", v)
+        return v
+
+    def attr(self, v: Any, where: str) -> AttrValue:
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, Mapping) and set(v) == {"tuple"}:
+            v = v["tuple"]
+        if isinstance(v, list):  # a hand-written list reads as a tuple too
+            return tuple(self.attr(x, f"{where}[{i}]") for i, x in enumerate(v))
+        raise self.fail(where, "a number, string, bool, null or {\"tuple\": [...]}", v)
+
+    def tensor(self, v: Any, where: str) -> Tensor:
+        t = self.obj(v, where)
+        tied = t.get("tied_to")
+        return Tensor(
+            name=self.text(t.get("name"), f"{where}.name"),
+            shape=tuple(self.count(x, f"{where}.shape[{i}]")
+                        for i, x in enumerate(self.items(t.get("shape"), f"{where}.shape"))),
+            dtype=self.text(t.get("dtype"), f"{where}.dtype"),
+            device=self.text(t.get("device", "cpu"), f"{where}.device"),
+            requires_grad=self.flag(t.get("requires_grad", True), f"{where}.requires_grad"),
+            buffer=self.flag(t.get("buffer", False), f"{where}.buffer"),
+            persistent=self.flag(t.get("persistent", True), f"{where}.persistent"),
+            tied_to=None if tied is None else self.text(tied, f"{where}.tied_to"),
+            derived=self.flag(t.get("derived", False), f"{where}.derived"))
+
+    def node(self, v: Any, where: str) -> Node:
+        n = self.obj(v, where)
+        cls_name = self.text(n.get("cls"), f"{where}.cls")
+        kind = self.text(n.get("kind"), f"{where}.kind")
+        if kind not in _KINDS:
+            raise self.fail(f"{where}.kind", f"one of {', '.join(sorted(_KINDS))}", kind)
+        attrs = []
+        for i, pair in enumerate(self.items(n.get("attrs", []), f"{where}.attrs")):
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise self.fail(f"{where}.attrs[{i}]", "a [name, value] pair", pair)
+            attrs.append((self.text(pair[0], f"{where}.attrs[{i}][0]"),
+                          self.attr(pair[1], f"{where}.attrs[{i}][1]")))
+        totals = self.items(n.get("totals", [0, 0, 0, 0]), f"{where}.totals")
+        if len(totals) != 4:
+            raise self.fail(f"{where}.totals", "[params, trainable, buffers, bytes]", totals)
+        p, tr, b, by = (self.count(x, f"{where}.totals[{i}]") for i, x in enumerate(totals))
+        if tr > p:
+            raise self.fail(f"{where}.totals", "trainable <= params", totals)
+        return Node(
+            path=self.text(n.get("path"), f"{where}.path"), cls=cls_name,
+            qualname=self.text(n.get("qualname", cls_name), f"{where}.qualname"),
+            kind=Kind(kind), attrs=tuple(attrs),
+            tensors=tuple(self.tensor(t, f"{where}.tensors[{i}]")
+                          for i, t in enumerate(self.items(n.get("tensors", []),
+                                                           f"{where}.tensors"))),
+            aliases=tuple(self.text(a, f"{where}.aliases[{i}]")
+                          for i, a in enumerate(self.items(n.get("aliases", []),
+                                                           f"{where}.aliases"))),
+            totals=Totals(params=p, trainable=tr, buffers=b, bytes=by))
+
+    def strings(self, v: Any, where: str, n: int) -> tuple[str, ...]:
+        if not isinstance(v, list) or len(v) != n:
+            raise self.fail(where, f"a list of {n} strings", v)
+        return tuple(self.text(x, f"{where}[{i}]") for i, x in enumerate(v))
+
+    def hf(self, v: Any) -> HFInfo | None:
+        if v is None:
+            return None
+        h = self.obj(v, "hf")
+        config = self.obj(h.get("config", {}), "hf.config")
+        return HFInfo(
+            model_type=self.text(h.get("model_type"), "hf.model_type"),
+            architecture=self.text(h.get("architecture"), "hf.architecture"),
+            base_model_prefix=self.text(h.get("base_model_prefix"), "hf.base_model_prefix"),
+            tied_weights=tuple(self.strings(p, f"hf.tied_weights[{i}]", 2)  # type: ignore[misc]
+                               for i, p in enumerate(self.items(h.get("tied_weights", []),
+                                                                "hf.tied_weights"))),
+            ignore_missing=tuple(self.text(x, f"hf.ignore_missing[{i}]") for i, x in
+                                 enumerate(self.items(h.get("ignore_missing", []),
+                                                      "hf.ignore_missing"))),
+            ignore_unexpected=tuple(self.text(x, f"hf.ignore_unexpected[{i}]") for i, x in
+                                    enumerate(self.items(h.get("ignore_unexpected", []),
+                                                         "hf.ignore_unexpected"))),
+            config_json=canonical_json(config))
+
+    def read(self, cls: type[ModelGraph]) -> ModelGraph:
+        d = self.d
+        raw_nodes = self.items(d.get("nodes"), "nodes")
+        if not raw_nodes:
+            raise self.fail("nodes", "a non-empty list (the root module first)", raw_nodes)
+        nodes = [self.node(n, f"nodes[{i}]") for i, n in enumerate(raw_nodes)]
+        index: dict[str, int] = {}
+        for i, n in enumerate(nodes):
+            for p in (n.path, *n.aliases):
+                if p in index:
+                    raise SchemaError(f"malformed modeldiff graph JSON: nodes[{i}]: the path "
+                                      f"{p[:100]!r} is already taken by nodes[{index[p]}]")
+                index[p] = i
+        if nodes[0].path != "":
+            raise SchemaError("malformed modeldiff graph JSON: nodes[0] must be the root "
+                              f"(path ''), got {nodes[0].path[:100]!r}")
+        contains = []
+        shared: list[tuple[int, int, int]] = []
+        parent_of: dict[int, int] = {}
+        for i, e in enumerate(self.items(d.get("contains", []), "contains")):
+            parent, name, child = self.strings(e, f"contains[{i}]", 3)
+            for end, p in (("parent", parent), ("child", child)):
+                if p not in index:
+                    raise SchemaError(f"malformed modeldiff graph JSON: contains[{i}]: the "
+                                      f"{end} {p[:100]!r} is not a module of this graph")
+            pi, ci = index[parent], index[child]
+            if nodes[pi].path != parent:
+                raise SchemaError(f"malformed modeldiff graph JSON: contains[{i}]: parent "
+                                  f"{parent[:100]!r} must be a module's primary path")
+            if nodes[ci].path == _join(parent, name):  # the edge that defines the child
+                if ci in parent_of or ci == 0:
+                    raise SchemaError(f"malformed modeldiff graph JSON: contains[{i}]: "
+                                      f"{child[:100]!r} has a second defining parent")
+                parent_of[ci] = pi
+            else:
+                shared.append((i, pi, ci))
+            contains.append((parent, name, child))
+        for i, pi, ci in shared:  # a module held at a second path must not be its own ancestor
+            at: int | None = pi
+            while at is not None:
+                if at == ci:
+                    raise SchemaError(f"malformed modeldiff graph JSON: contains[{i}] makes "
+                                      f"{nodes[ci].path[:100] or '(root)'!r} a child of its own "
+                                      "descendant (a cycle)")
+                at = parent_of.get(at)
+        orphans = [nodes[i].path for i in range(1, len(nodes)) if i not in parent_of]
+        if orphans:
+            raise SchemaError(f"malformed modeldiff graph JSON: {len(orphans)} module(s) have no "
+                              f"parent edge in contains, e.g. {orphans[0][:100]!r}: a graph has "
+                              "one root and every other module is inside it")
+        ties = tuple(Tie(source=s, target=t) for s, t in
+                     (self.strings(e, f"ties[{i}]", 2)
+                      for i, e in enumerate(self.items(d.get("ties", []), "ties"))))
+        repeats = []
+        for i, r in enumerate(self.items(d.get("repeats", []), "repeats")):
+            r = self.obj(r, f"repeats[{i}]")
+            paths = tuple(self.text(p, f"repeats[{i}].paths[{j}]")
+                          for j, p in enumerate(self.items(r.get("paths"), f"repeats[{i}].paths")))
+            if len(paths) < 2 or any(p not in index for p in paths):
+                raise self.fail(f"repeats[{i}].paths", "two or more paths of this graph", paths)
+            repeats.append(RepeatGroup(parent=self.text(r.get("parent"), f"repeats[{i}].parent"),
+                                       paths=paths, cls=self.text(r.get("cls"), f"repeats[{i}].cls")))
+        return cls(nodes=tuple(nodes), contains=tuple(contains), ties=ties,
+                   repeats=tuple(repeats), hf=self.hf(d.get("hf")),
+                   source=self.text(d.get("source", ""), "source"))
+
+
+_KINDS = frozenset(k.value for k in Kind)
 
 def format_attrs(attrs: tuple[tuple[str, AttrValue], ...], *, limit: int | None = None) -> str:
     parts = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in attrs]

@@ -170,18 +170,18 @@ def loads(text: str | bytes, *, what: str, size_limit: str = "MAX_JSON_BYTES",
     >>> loads("[" * 100 + "]" * 100, what="example")
     Traceback (most recent call last):
     ...
-    modeldiff.errors.SchemaError: example: JSON nested deeper than 64 levels (limit \
+    modeldiff.errors.SchemaError: example is JSON nested deeper than 64 levels (limit \
 modeldiff.limits.MAX_JSON_DEPTH = 64; raise it if the input is genuine)
     """
     cap = getattr(limits, size_limit)
     if len(text) > cap:
-        raise error(f"{what}: JSON document of {len(text):,} bytes is over the {cap:,}-byte "
-                    f"limit ({limits.hint(size_limit)})")
+        raise error(f"{what} is a JSON document of {len(text):,} bytes, over the "
+                    f"{cap:,}-byte limit ({limits.hint(size_limit)})")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise error(f"{what}: not UTF-8 text ({e})") from e
+            raise error(f"{what} is not UTF-8 text ({e})") from e
     kwargs: dict[str, Any] = {}
     if strict:
         kwargs["parse_constant"] = _refuse_constant
@@ -191,7 +191,7 @@ modeldiff.limits.MAX_JSON_DEPTH = 64; raise it if the input is genuine)
     try:
         data = json.loads(text, **kwargs)
     except RecursionError as e:
-        raise error(f"{what}: JSON nested deeper than {limits.MAX_JSON_DEPTH} levels "
+        raise error(f"{what} is JSON nested deeper than {limits.MAX_JSON_DEPTH} levels "
                     f"({limits.hint('MAX_JSON_DEPTH')})") from e
     except json.JSONDecodeError as e:
         raise error(f"{what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") \
@@ -236,7 +236,7 @@ def _check_depth(data: Any, what: str, error: Callable[[str], Exception]) -> Non
         else:
             continue
         if depth > cap:
-            raise error(f"{what}: JSON nested deeper than {cap} levels "
+            raise error(f"{what} is JSON nested deeper than {cap} levels "
                         f"({limits.hint('MAX_JSON_DEPTH')})")
         stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 

@@ -176,7 +176,7 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, HeaderEntry]:
 
     if not raw.lstrip(b" ").startswith(b"{"):
         raise corrupt("it does not start with '{' (a JSON object)")
-    header = loads(raw, what=f"{_where(p)} header", size_limit="MAX_SAFETENSORS_HEADER_BYTES",
+    header = loads(raw, what="it", size_limit="MAX_SAFETENSORS_HEADER_BYTES",
                    error=corrupt, strict=True, unique_keys=True)
     if not isinstance(header, dict):
         raise corrupt("not a JSON object")
