@@ -16,7 +16,7 @@ from modeldiff._core.graph import ModelGraph
 from modeldiff._core.load_report import LoadReport, graph_checkpoint, graph_target, predict_load
 from modeldiff._core.report import Report
 
-__all__ = ["HeadDelta", "checkpoint_keys", "head_delta_of"]
+__all__ = ["HeadDelta", "head_delta_of"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -91,15 +91,3 @@ def head_delta_of(base: ModelGraph, head: ModelGraph, prefix: str | Alignment,
         ignored_unexpected=load.ignored_unexpected,
         dropped_modules=tuple(c.path for c in d.removed),
     )
-
-
-def checkpoint_keys(g: ModelGraph, *, with_tied: bool = False) -> tuple[str, ...]:
-    """State-dict keys (parameters and persistent buffers, every alias path), without the
-    aliases of tied tensors unless ``with_tied``."""
-    keys: list[str] = []
-    for n in g.nodes:
-        for p in (n.path, *n.aliases):
-            pre = f"{p}." if p else ""
-            keys.extend(pre + t.name for t in n.tensors
-                        if (not t.buffer or t.persistent) and (with_tied or t.tied_to is None))
-    return tuple(keys)
