@@ -317,7 +317,8 @@ def _rule_text(t: Any) -> str:
 
 
 def _plain_pattern(p: str) -> str:
-    return re.sub(r"\\(.)", r"\1", p)
+    """A rename pattern as a reader writes it: ``\\.`` as ``.``; other escapes stay."""
+    return p.replace("\\.", ".")
 
 
 def _transformers() -> Any:
