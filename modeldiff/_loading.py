@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from typing import Any
 
 from modeldiff._core.graph import ModelGraph
@@ -310,7 +309,8 @@ def _rule_text(t: Any) -> str:
 
 
 def _plain_pattern(p: str) -> str:
-    return re.sub(r"\\(.)", r"\1", p)
+    """A rename pattern as a reader writes it: ``\\.`` as ``.``; other escapes stay."""
+    return p.replace("\\.", ".")
 
 
 def _transformers() -> Any:

@@ -354,3 +354,22 @@ def test_assert_loads_always_fails_on_a_mismatch() -> None:
     with pytest.raises(AssertionError, match=r"MISMATCH classifier.weight: checkpoint \[2, 32\]"):
         assert_loads(saved("bert", "sequence-classification"), _five_label_head(),
                      allow_new=True, allow_unused=True)
+
+
+@pytest.mark.parametrize(("model_type", "task", "rule"), [
+    ("esm", "masked-lm", "LayerNorm.beta -> LayerNorm.bias"),
+    ("gte", "sequence-classification", "encoder.layer -> layers"),
+    ("qwen2_moe", "causal-lm",
+     "[mlp.experts.*.gate_proj.weight, mlp.experts.*.up_proj.weight] -> mlp.experts.gate_up_proj"),
+    ("sapiens2", "backbone", r"blocks.(\d+). -> model.layer.\1."),
+    ("llava", "image-text-to-text", "^language_model -> model.language_model"),
+])
+def test_hub_layouts_save_pretrained_writes_are_conversions(model_type: str, task: str,
+                                                            rule: str) -> None:
+    """save_pretrained writes these models in their original (hub) layout, with
+    transformers' rename rules reversed; loading renames them back. The sweep checks the
+    keys; here, the CONVERSION rows name the rule that fired."""
+    report = modeldiff.load_report(saved(model_type), task)
+    rules = {part for r in report.renamed for part in r.rule.split("; ")}
+    assert rule in rules, sorted(rules)[:6]
+    assert report.ok

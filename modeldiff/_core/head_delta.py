@@ -16,7 +16,7 @@ from modeldiff._core.graph import ModelGraph
 from modeldiff._core.load_report import LoadReport, graph_checkpoint, graph_target, predict_load
 from modeldiff._core.report import Report
 
-__all__ = ["HeadDelta", "checkpoint_keys", "head_delta_of"]
+__all__ = ["HeadDelta", "head_delta_of"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -91,21 +91,3 @@ def head_delta_of(base: ModelGraph, head: ModelGraph, prefix: str | Alignment,
         ignored_unexpected=load.ignored_unexpected,
         dropped_modules=tuple(c.path for c in d.removed),
     )
-
-
-def checkpoint_keys(g: ModelGraph, *, with_tied: bool = False) -> tuple[str, ...]:
-    """State-dict keys (parameters and persistent buffers, every alias path), without the
-    aliases of tied tensors unless ``with_tied``."""
-    keys: list[str] = []
-    # A module shared under several names (transformers 4.x builds T5's encoder/decoder
-    # embed_tokens as the `shared` module itself) is saved once: save_pretrained leaves out
-    # the alias names the model declares tied.
-    declared = {t for t, s in g.hf.tied_weights if s} if g.hf is not None and not with_tied \
-        else set()
-    for n in g.nodes:
-        for p in (n.path, *n.aliases):
-            pre = f"{p}." if p else ""
-            keys.extend(pre + t.name for t in n.tensors
-                        if (not t.buffer or t.persistent) and (with_tied or t.tied_to is None)
-                        and (p == n.path or pre + t.name not in declared))
-    return tuple(keys)

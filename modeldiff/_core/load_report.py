@@ -331,6 +331,15 @@ def predict_load(checkpoint: Mapping[str, Shape | None], target: LoadTarget, *,
                     unexpected.append(k)
         else:
             unexpected.append(renamed)
+    # transformers walks the checkpoint in natural order (which matters for converters) and
+    # returns sets; the report lists unexpected keys in the checkpoint's own order
+    # (``weight`` before ``bias``), as a reader of the file sees them.
+    position = {k: i for i, k in enumerate(checkpoint)}
+    source: dict[str, int] = {}
+    for original in checkpoint:
+        new, _, _ = rename(original) if rename else (original, None, ())
+        source.setdefault(new, position[original])
+    unexpected.sort(key=lambda k: source.get(k, len(position)))
     missing = {k: None for k in keys if k not in loaded}
     _tie(missing, target.ties)
     ign_m = _compile(target.ignore_missing)
