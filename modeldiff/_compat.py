@@ -76,10 +76,11 @@ CONFIG_WITHOUT_PAD_TOKEN_ID = ((5, 0), (5, 1))
 # CLI's roundtrip treats both as "no tokenizer here".
 TOKENIZER_PROBE_IMPORT_ERROR_UNTIL = (5, 0)
 
-# 4.x: a base checkpoint loaded into a head gets the head's ``base_model_prefix`` put in front
-# of every key before the comparison, so ``unexpected_keys`` carry it (``albert.pooler.bias``);
-# 5.0 renames per key and reports unexpected keys as the checkpoint names them (``pooler.bias``).
-UNEXPECTED_KEYS_PREFIXED_UNTIL = (5, 0)
+# 4.56: a base checkpoint loaded into a head gets the head's ``base_model_prefix`` put in
+# front of every key before the comparison, so ``unexpected_keys`` carry it
+# (``albert.pooler.bias``); from 4.57 on (and in 5.x) they are reported as the checkpoint names
+# them (``pooler.bias``). Measured on 4.56.2 and 4.57.6.
+UNEXPECTED_KEYS_PREFIXED_UNTIL = (4, 57)
 
 # 4.x: the T5 family (t5, mt5, umt5) hands its ``shared`` embedding *module* to encoder and
 # decoder, so ``encoder.embed_tokens`` / ``decoder.embed_tokens`` are aliases of one module;
