@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 # The oldest transformers modeldiff is tested with (pyproject.toml says the same).
-MIN_TRANSFORMERS = (4, 56)
+MIN_TRANSFORMERS = (4, 56, 2)
 
 # 4.56: from_pretrained takes ``dtype=``; before it only ``torch_dtype=`` (still accepted,
 # with a deprecation warning, until 5.0 removed it).
@@ -51,7 +51,8 @@ DTYPE_KWARG_SINCE = (4, 56)
 
 # 5.0.x: a model built inside ``torch.device("meta")`` comes out with its tied weights as two
 # separate parameters (DistilBertForMaskedLM: 90.4M instead of 67.0M); ``tie_weights()``
-# ties them. Later 5.x and every 4.x tie in ``post_init``; tying again is a no-op there.
+# ties them. 4.56, 4.57 and 5.24 tie while building. Measured on 5.0.0 only: the upper end
+# (5.1) is where to look first if a 5.1 - 5.23 user sees untied totals.
 META_BUILT_UNTIED = ((5, 0), (5, 1))
 
 # Checkpoints of some models (ESM, old BERT-family files on the hub) hold LayerNorms as
@@ -67,8 +68,8 @@ LEGACY_LAYERNORM_NAMES = {"gamma": "weight", "beta": "bias"}
 SDPA_CLASS_NAMES_UNTIL = (5, 0)
 
 # 5.0.x: PhiConfig and StableLmConfig have no ``pad_token_id`` attribute, which their
-# sequence- and token-classification heads read while building (AttributeError); later 5.x
-# and 4.x define it (None by default).
+# sequence- and token-classification heads read while building (AttributeError); 4.56, 4.57
+# and 5.24 define it (None by default). Measured on 5.0.0; the upper end as above.
 CONFIG_WITHOUT_PAD_TOKEN_ID = ((5, 0), (5, 1))
 
 # 4.x: ``AutoTokenizer.from_pretrained`` on a folder without tokenizer files falls through to
@@ -76,10 +77,11 @@ CONFIG_WITHOUT_PAD_TOKEN_ID = ((5, 0), (5, 1))
 # CLI's roundtrip treats both as "no tokenizer here".
 TOKENIZER_PROBE_IMPORT_ERROR_UNTIL = (5, 0)
 
-# 4.x: a base checkpoint loaded into a head gets the head's ``base_model_prefix`` put in front
-# of every key before the comparison, so ``unexpected_keys`` carry it (``albert.pooler.bias``);
-# 5.0 renames per key and reports unexpected keys as the checkpoint names them (``pooler.bias``).
-UNEXPECTED_KEYS_PREFIXED_UNTIL = (5, 0)
+# 4.56: a base checkpoint loaded into a head gets the head's ``base_model_prefix`` put in
+# front of every key before the comparison, so ``unexpected_keys`` carry it
+# (``albert.pooler.bias``); from 4.57 on (and in 5.x) they are reported as the checkpoint names
+# them (``pooler.bias``). Measured on 4.56.2 and 4.57.6.
+UNEXPECTED_KEYS_PREFIXED_UNTIL = (4, 57)
 
 # 4.x: the T5 family (t5, mt5, umt5) hands its ``shared`` embedding *module* to encoder and
 # decoder, so ``encoder.embed_tokens`` / ``decoder.embed_tokens`` are aliases of one module;

@@ -82,13 +82,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 class _Recorder:
-    """Which tests ran their call phase (not skipped in setup, not stopped before)."""
+    """Which tests ran and passed. A failed test may have stopped before its assert_match, so
+    a file with a failure never counts as run whole: a red run deletes nothing."""
 
     def __init__(self, state: _Session) -> None:
         self.state = state
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "call" and not report.skipped:
+        if report.when == "call" and report.passed:
             self.state.called.add(report.nodeid)
 
 

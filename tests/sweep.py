@@ -201,9 +201,15 @@ def _recording_5x(cls: type, into: dict[str, frozenset[str]]) -> Iterator[None]:
     had_own = "_adjust_missing_and_unexpected_keys" in vars(cls)
 
     def adjust(self: Any, *args: Any) -> Any:
-        # 5.0: (missing_keys, unexpected_keys) -> the adjusted pair; later 5.x: (loading_info)
+        # 4.57: (missing, unexpected, from_base); 5.0: (missing, unexpected) -> the adjusted
+        # pair; later 5.x: (loading_info)
         missing, unexpected_keys = ((args[0].missing_keys, args[0].unexpected_keys)
-                                    if len(args) == 1 else args)
+                                    if len(args) == 1 else args[:2])
+        if len(args) == 3 and args[2]:
+            # 4.57 compares prefixed keys and strips the prefix from the unexpected ones only
+            # after the patterns: record them as the report spells them
+            unexpected_keys = [k.removeprefix(f"{self.base_model_prefix}.")
+                               for k in unexpected_keys]
         into["missing"] = frozenset(missing)
         into["unexpected"] = frozenset(unexpected_keys)
         into["ignore_missing"] = frozenset(self._keys_to_ignore_on_load_missing or ())

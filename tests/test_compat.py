@@ -16,6 +16,7 @@ import torch
 import modeldiff
 from modeldiff._compat import (
     META_BUILT_UNTIED,
+    MIN_TRANSFORMERS,
     T5_EMBEDDINGS_ARE_MODULE_ALIASES_UNTIL,
     UNEXPECTED_KEYS_PREFIXED_UNTIL,
     dtype_kwarg,
@@ -32,7 +33,8 @@ def _in(span):
 
 
 def test_the_installed_version_is_in_the_supported_range():
-    assert (4, 56, 2) <= transformers_version() < (5, 25)
+    assert MIN_TRANSFORMERS == (4, 56, 2)  # pyproject.toml: transformers>=4.56.2,<5.25
+    assert MIN_TRANSFORMERS <= transformers_version() < (5, 25)
 
 
 def test_distilbert_masked_lm_totals_equal_num_parameters():

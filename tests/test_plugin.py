@@ -454,3 +454,22 @@ def test_syrupy_extension_stores_a_readable_graph_and_shows_the_modeldiff_diff(p
     result.stdout.fnmatch_lines(["*~ classifier  Linear  out_features 2 -> 3; weight shape "
                                  "(2, 4) -> (3, 4); bias shape (2,) -> (3,)*"])
     assert (syr / "test_fixture.modelgraph.json").read_text() == text
+
+
+def test_a_failing_test_keeps_every_snapshot(plain, monkeypatch):
+    plain.makepyfile(test_f="""
+        import os
+        from plainmodels import net
+
+        def test_a(model_snapshot):
+            assert not os.environ.get("BREAK_A")  # fails before its snapshot assertion
+            model_snapshot.assert_match(net())
+    """)
+    folder = plain.path / "__model_snapshots__" / "test_f"
+    plain.runpytest("--modeldiff-update").assert_outcomes(passed=1)
+    monkeypatch.setenv("BREAK_A", "1")
+    result = plain.runpytest("--modeldiff-update")
+    result.assert_outcomes(failed=1)
+    assert "snapshot(s) unused" not in result.stdout.str()
+    assert "snapshot(s) removed" not in result.stdout.str()
+    assert _files(folder) == ["test_a.json"]
