@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from modeldiff._core.align import join
 from modeldiff._core.graph import ModelGraph
 from modeldiff._core.report import Report, register
 
@@ -574,7 +575,13 @@ def graph_target(g: ModelGraph, *, prefix: str | None = None) -> LoadTarget:
     return LoadTarget(
         cls=g.root.cls, prefix=hf.base_model_prefix if hf else (prefix or ""), keys=keys,
         modules=tuple(modules),
-        ties=tuple((t, s) for t, s in (hf.tied_weights if hf else ()) if s),
+        ties=tuple(dict.fromkeys(
+            [(t, s) for t, s in (hf.tied_weights if hf else ()) if s]
+            # tensors the model really shares count as tied, declared or not (transformers
+            # 4.x gives T5's and BART's encoder/decoder the `shared` embedding module itself)
+            + [(t.target, t.source) for t in g.ties]
+            + [(f"{a}.{t.name}", join(n.path, t.name)) for n in g.nodes for a in n.aliases
+               for t in n.tensors if not t.buffer or t.persistent])),
         ignore_missing=tuple(sorted(hf.ignore_missing if hf else ())),
         ignore_unexpected=tuple(sorted(unexpected)),
     )

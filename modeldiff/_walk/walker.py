@@ -125,6 +125,15 @@ def walk_module(model: nn.Module, *, source: str | None = None,
             gc.enable()
 
 
+def _patterns(value: Any) -> tuple[str, ...]:
+    """A class's ignore patterns as a tuple. Some classes set one pattern as a bare string
+    (transformers 4.x DebertaV2ForMaskedLM: ``r"mask_predictions.*"``), which must not be read
+    as one pattern per character."""
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(p) for p in value or ())
+
+
 def _safe_getattr(obj: Any, name: str, default: Any) -> Any:
     """getattr that survives a ``__getattr__`` raising something other than AttributeError."""
     try:
@@ -418,8 +427,9 @@ def _hf_info(model: nn.Module) -> HFInfo | None:
         architecture=type(model).__name__,
         base_model_prefix=str(_safe_getattr(model, "base_model_prefix", "") or ""),
         tied_weights=pairs,
-        ignore_missing=tuple(_safe_getattr(model, "_keys_to_ignore_on_load_missing", None) or ()),
-        ignore_unexpected=tuple(_safe_getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ()),
+        ignore_missing=_patterns(_safe_getattr(model, "_keys_to_ignore_on_load_missing", None)),
+        ignore_unexpected=_patterns(_safe_getattr(model, "_keys_to_ignore_on_load_unexpected",
+                                                  None)),
         config_json=_config_json(config),
     )
 
