@@ -310,8 +310,8 @@ def check_config_values(raw: Mapping[str, Any], *, where: str,
             # them; a layer count is one number, or one per component (LXMERT:
             # {"language": 9, "vision": 5, "cross_encoder": 5})
             per_stage = isinstance(value, list) and value and limit != "MAX_CONFIG_LAYERS"
-            values = list(value.values()) if isinstance(value, Mapping) and value else \
-                value if per_stage else [value]
+            per_component = isinstance(value, Mapping) and value and limit == "MAX_CONFIG_LAYERS"
+            values = list(value.values()) if per_component else value if per_stage else [value]
             for v in values:
                 _check_size(v, name, key, limit, where=where, path=path)
 
