@@ -264,12 +264,7 @@ def _renamer(model: Any) -> Any:
 
 
 def _renamer_of(mapping: Any) -> Any:
-    from transformers.core_model_loading import (
-        WeightConverter,
-        WeightRenaming,
-        apply_renamings,
-        rename_source_key,
-    )
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
 
     renamings = [m for m in mapping if isinstance(m, WeightRenaming)]
     converters = [m for m in mapping if isinstance(m, WeightConverter)]
@@ -284,7 +279,8 @@ def _renamer_of(mapping: Any) -> Any:
         rules = []
         current = key
         for r in renamings:
-            after = apply_renamings(current, [r])
+            # each rule on its own, to name the ones that fired (5.0 has no apply_renamings)
+            after, _ = r.rename_source_key(current)
             if after != current:
                 rules.append(_rule_text(r))
                 current = after
