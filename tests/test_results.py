@@ -47,6 +47,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Report,
         dim=32, hidden_dim=37, n_layers=2, n_heads=2, vocab_size=120))
     ok_trip = modeldiff.roundtrip(tiny)
     steps = modeldiff.pipeline_steps(["a fine day"])
+    llama = modeldiff.tiny_config("llama")
+    traced = modeldiff.trace(llama, task="causal-lm", seq=8)  # assumed a dense batch
+    tiny.save_pretrained(tmp / "seqcls")
     return {
         "GraphDiff": (modeldiff.diff(base, head), modeldiff.diff(base, base)),
         "HeadDelta": (modeldiff.head_delta(base, head), modeldiff.head_delta(base, base)),
@@ -56,7 +59,16 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Report,
             modeldiff.compare_checkpoints(tmp / "a.safetensors", tmp / "a.safetensors")),
         "RoundTripReport": (_with_problem(ok_trip), ok_trip),
         "PipelineSteps": (steps, _trained(steps)),
+        "Trace": (traced, _no_assumptions(traced)),
+        "LoadReport": (modeldiff.load_report(tmp / "seqcls", "base"),
+                       modeldiff.load_report(tmp / "seqcls", "sequence-classification")),
     }
+
+
+def _no_assumptions(t: modeldiff.Trace) -> modeldiff.Trace:
+    from dataclasses import replace
+
+    return replace(t, assumptions=())
 
 
 def _with_problem(report: modeldiff.RoundTripReport) -> modeldiff.RoundTripReport:
@@ -74,7 +86,7 @@ def _trained(steps: modeldiff.PipelineSteps) -> modeldiff.PipelineSteps:
 
 
 TYPES = ["GraphDiff", "HeadDelta", "WeightDiff", "CheckpointDiff", "RoundTripReport",
-         "PipelineSteps"]
+         "PipelineSteps", "Trace", "LoadReport"]
 
 
 @pytest.mark.parametrize("name", TYPES)
