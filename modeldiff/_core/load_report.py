@@ -24,25 +24,14 @@ MISSING classifier.weight: new head for the task: expected, train it
 from __future__ import annotations
 
 import re
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from modeldiff._core.align import join
-from modeldiff._core.graph import ModelGraph
+from modeldiff._core.graph import ModelGraph, StrEnum
 from modeldiff._core.report import Report, register
-
-if sys.version_info >= (3, 11):
-    from enum import StrEnum
-else:  # pragma: no cover - Python 3.10
-    from enum import Enum
-
-    class StrEnum(str, Enum):
-        def __str__(self) -> str:
-            return str(self.value)
-
 
 __all__ = [
     "HEAD_NAMES",
