@@ -736,7 +736,12 @@ class ModelSnapshot:
             self.written.append(path)
             return
         if stored is None:
-            raise AssertionError(f"no model snapshot at {path}\n"
+            # modeldiff before 0.2 kept snapshots in __snapshots__/, which syrupy owns
+            legacy = path.parent.parent.parent / "__snapshots__" / path.parent.name / path.name
+            moved = (f"\nAn older modeldiff kept it at {legacy}: move that file here to keep it"
+                     if path.parent.parent.name == "__model_snapshots__" and legacy.is_file()
+                     else "")
+            raise AssertionError(f"no model snapshot at {path}{moved}\n"
                                  f"To create it, run: {self.command}")
         from modeldiff._compare import diff
 

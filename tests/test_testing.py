@@ -188,3 +188,17 @@ def test_meta_models_are_an_error_not_a_failure():
         m = nn.Linear(2, 2)
     with pytest.raises(modeldiff.errors.NotMaterializedError):
         assert_weights_equal(m, copy.deepcopy(m))
+
+
+def test_a_snapshot_left_in_the_old_folder_is_pointed_at(tmp_path):
+    """Snapshots moved from __snapshots__/ (which syrupy owns) to __model_snapshots__/: a
+    missing snapshot whose old file exists says where it is, instead of only 'create it'."""
+    from torch import nn
+
+    from modeldiff.testing import ModelSnapshot
+
+    ModelSnapshot(tmp_path / "__snapshots__" / "test_x", "test_a", update=True).assert_match(
+        nn.Linear(2, 2))
+    with pytest.raises(AssertionError, match=r"An older modeldiff kept it at .*__snapshots__"):
+        ModelSnapshot(tmp_path / "__model_snapshots__" / "test_x", "test_a").assert_match(
+            nn.Linear(2, 2))
