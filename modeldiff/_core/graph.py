@@ -875,10 +875,16 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}.{name}" if parent else name
 
 
-def human_bytes(n: int) -> str:
+def human_bytes(n: float, digits: int = 1) -> str:
+    """``267.8 MB``: decimal units (as accelerate and the hub print sizes), ``digits``
+    decimals.
+
+    >>> human_bytes(999), human_bytes(267_800_000), human_bytes(1_500_000_000, digits=2)
+    ('999 B', '267.8 MB', '1.50 GB')
+    """
     size = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if size < 1000 or unit == "TB":
-            return f"{size:,.1f} {unit}" if unit != "B" else f"{int(size)} B"
+            return f"{size:,.{digits}f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1000
-    return f"{size:.1f} TB"  # pragma: no cover
+    return f"{size:.{digits}f} TB"  # pragma: no cover

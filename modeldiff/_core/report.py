@@ -39,6 +39,7 @@ inf
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import html
@@ -312,14 +313,11 @@ def _decode(tp: Any, data: Any, where: str) -> Any:
         options = typing.get_args(tp)
         if data is None and type(None) in options:
             return None
-        errors = []
         for option in options:
             if option is type(None):
                 continue
-            try:
+            with contextlib.suppress(SchemaError, TypeError, ValueError, KeyError):
                 return _decode(option, data, where)
-            except (SchemaError, TypeError, ValueError, KeyError) as e:
-                errors.append(str(e))
         raise SchemaError(f"{where}: {data!r:.80} fits none of {tp}")
     if origin is tuple:
         args = typing.get_args(tp)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from modeldiff._core.graph import ModelGraph, RepeatGroup
+from modeldiff._core.graph import human_bytes as graph_human_bytes
 from modeldiff._core.report import Report, register
 
 __all__ = ["Assumption", "DataEdge", "FlowChange", "MemoryRow", "ModuleTrace", "TensorInfo",
@@ -120,12 +121,8 @@ def human_flops(n: float) -> str:
 
 
 def human_bytes(n: float) -> str:
-    """``1.50 GB`` (decimal units, as accelerate prints them)."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return f"{n:.2f} TB"  # pragma: no cover
+    """``1.50 GB``: the graph's byte format with two decimals, as accelerate prints them."""
+    return graph_human_bytes(n, digits=2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
