@@ -57,7 +57,7 @@ def main(quick: bool = False) -> str:
     import modeldiff
     from modeldiff._pipeline import default_classifier
 
-    n, repeats, warmup = (8, 2, 1) if quick else (64, 3, 1)
+    n, repeats, warmup = (8, 2, 1) if quick else (256, 3, 1)
     texts = corpus(n)
     note("bench_pipeline: building the default model")
     model, tok = default_classifier()

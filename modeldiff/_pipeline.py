@@ -228,8 +228,9 @@ def classify(texts: str | Iterable[str], model: Any = None, tokenizer: Any = Non
     the one beside the model. Texts are run in batches of ``batch_size`` (truncated to
     ``max_length``, default: the tokenizer's ``model_max_length``, and padded to the longest
     text of their batch). Batches are formed by length: texts are sorted by token count
-    (within windows of 64 batches) so that a batch holds texts of similar length and little
-    padding; results come back in input order. On CPU this is what makes batching pay (see
+    (within windows of 64 batches) and cut into batches of at most ``batch_size`` texts
+    where that pads least (a long text gets a batch of its own rather than padding 31 short
+    ones); results come back in input order. On CPU this is what makes batching pay (see
     docs/performance.md); :func:`pipeline_steps` shows one padded batch in input order, the
     batch a user would build by hand.
     ``top_k`` ranks that many labels into ``Prediction.ranking``; ``None`` ranks them all.
@@ -531,11 +532,56 @@ def _length_batches(tok: Any, items: list[str], max_length: int, step: int) -> l
         order = sorted(range(len(chunk)), key=lambda i: len(ids[i])) if step > 1 else \
             range(len(chunk))
         order = list(order)
-        for b in range(0, len(order), step):
-            part = order[b:b + step]
+        bounds = _partition([len(ids[i]) for i in order], step) if step > 1 else \
+            range(1, len(order) + 1)
+        start = 0
+        for stop in bounds:
+            part = order[start:stop]
+            start = stop
             out.append(_Batch(indices=[lo + i for i in part],
                               encodings={key: [enc[key][i] for i in part] for key in keys}))
     return out
+
+
+# What one more forward pass costs, in padded token positions: a batch-1 forward of a short
+# text costs about as much as 30 extra positions of a batched one (DistilBERT on CPU,
+# measured in docs/performance.md). It only steers where batches are cut.
+_BATCH_COST = 32
+
+
+def _partition(lengths: list[int], most: int) -> list[int]:
+    """Where to cut ``lengths`` (sorted ascending) into batches of at most ``most`` texts so
+    that the padded positions, plus :data:`_BATCH_COST` per batch, are fewest; returns each
+    batch's end.
+
+    Cutting sorted texts every ``most`` texts still pads the long tail: a batch of 32 whose
+    texts run from 19 to 94 tokens is mostly padding. Here a batch ends where the next
+    lengths grow enough to make a new batch cheaper (dynamic programming, O(n * most)).
+
+    >>> _partition([3, 3, 3, 3, 50, 60], 4)   # not [3, 3, 3, 3] [50, 60]
+    [4, 6]
+    >>> _partition([5, 5, 5, 5, 5, 100], 8)   # one long text gets a batch of its own
+    [5, 6]
+    >>> _partition([7] * 10, 4)
+    [4, 8, 10]
+    """
+    n = len(lengths)
+    # best[i]: the cheapest way to batch lengths[i:]; cut[i]: where its first batch ends.
+    # Ties go to the longer first batch, so equal lengths give full batches first.
+    best = [0] * (n + 1)
+    cut = [n] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        cost = None
+        for j in range(min(n, i + most), i, -1):
+            c = best[j] + _BATCH_COST + (j - i) * lengths[j - 1]
+            if cost is None or c < cost:
+                cost, cut[i] = c, j
+        best[i] = cost or 0
+    ends, i = [], 0
+    while i < n:
+        i = cut[i]
+        ends.append(i)
+    return ends
 
 
 def _tokenize(tok: Any, batch: list[str], max_length: int) -> Mapping[str, torch.Tensor]:

@@ -196,6 +196,22 @@ def test_length_aware_batches_match_the_pipeline_in_input_order(tok, batch_size)
     assert [p.score for p in ours] == pytest.approx([d["score"] for d in theirs], abs=1e-5)
 
 
+def test_a_long_text_does_not_pad_the_short_ones(tok):
+    # The batches the model really sees (a forward pre-hook on the user's model): 31 short
+    # texts and one long one at batch_size=32 are not one batch padded to the long text.
+    model = tiny()
+    seen: list[tuple[int, int]] = []
+    hook = model.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    texts = ["a good film"] * 31 + ["the plot went on and on " * 40]
+    try:
+        preds = modeldiff.classify(texts, model, tok, batch_size=32)
+    finally:
+        hook.remove()
+    assert [p.text for p in preds] == texts
+    assert sorted(seen) == [(1, 6 * 40 + 2), (31, 3 + 2)]  # words + [CLS] and [SEP]
+
+
 def test_default_tokenizer_knows_real_words(tok):
     assert len(tok) == 30522
     ids = tok("hello world movie", add_special_tokens=False)["input_ids"]
