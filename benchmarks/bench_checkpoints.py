@@ -8,8 +8,8 @@ Two identical DistilBERT-sized checkpoints (a seeded default DistilBertModel sav
 as one model.safetensors and once in ~50 MB shards) are compared in the same run by each
 method, interleaved (``common.compare``); the files are in the page cache (every method reads
 them once before the clock starts). Throughput is the size of one checkpoint over the median
-time. Peak memory of compare_checkpoints: tracemalloc peak (Python allocations) and the RSS
-high-water mark over the baseline (reset through /proc/self/clear_refs, Linux).
+time. Peak memory of compare_checkpoints: tracemalloc peak (Python allocations) and the peak
+growth of anonymous RSS (``RssAnon``, sampled; mapped file pages are page cache, not counted).
 """
 
 from __future__ import annotations
@@ -39,27 +39,37 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _memory(fn: Callable[[], object]) -> tuple[float, float]:
-    """(tracemalloc peak MB, RSS high-water delta MB) of one call."""
-    base = _rss_kb("VmRSS")
-    rss = 0.0
-    if _reset_peak_rss():
+    """(tracemalloc peak MB, peak growth of anonymous RSS in MB) of one call.
+
+    Anonymous memory (``RssAnon``: heap, buffers, anything private) is what a comparison
+    costs; pages of a file mapped for reading are the page cache's, shared and reclaimable,
+    and would make plain RSS grow by the files' size. The peak is sampled every 0.5 ms by a
+    thread while the call runs."""
+    import threading
+    import time
+
+    base = _rss_kb("RssAnon")
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_kb("RssAnon"))
+            time.sleep(0.0005)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
         fn()
-        rss = (_rss_kb("VmHWM") - base) / 1024
+    finally:
+        done.set()
+        t.join()
     tracemalloc.start()
     fn()
-    _, peak = tracemalloc.get_traced_memory()
+    _, top = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return peak / 2**20, rss
+    return top / 2**20, (peak[0] - base) / 1024
 
 
 def mmap_memcmp(files_a: list[Path], files_b: list[Path]) -> bool:
@@ -176,7 +186,7 @@ def main(quick: bool = False) -> str:
            f"cache), median of {repeats} interleaved rounds, load average {load:.1f}",
            "",
            table(("checkpoints", "method", "median ms", "min ms", "max/median", "GB/s",
-                  "speed / mmap + memcmp", "tracemalloc / RSS +MB"), rows),
+                  "speed / mmap + memcmp", "tracemalloc / RssAnon +MB"), rows),
            "", "### targets", "",
            table(("target", "median (min)", "verdict"), targets), "",
            "### roundtrip vs the save + load it wraps (DistilBERT, CPU)", "",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import struct
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -427,12 +429,21 @@ def test_one_byte_different_is_found_in_exactly_that_tensor(tiny_mlm, tmp_path, 
     assert not d.unexpected
 
 
+@pytest.mark.parametrize("reads", ["mapped", "pread"])
 @pytest.mark.parametrize("where", ["first byte", "last byte", "middle"])
-def test_differences_next_to_tensor_and_chunk_boundaries(tmp_path, where):
+def test_differences_next_to_tensor_and_chunk_boundaries(tmp_path, monkeypatch, where, reads):
     # Tensors smaller and larger than the read chunk, back to back in one file: a difference
     # at a tensor's first or last byte shares a chunk with its neighbours, which stay identical.
+    # Both ways of reading: leased mappings, and pread (a writer holding b open makes the
+    # lease impossible). The file is cut into pieces compared by two threads, mid-tensor.
+    from modeldiff._walk import tensors
     from modeldiff._walk.tensors import READ_CHUNK
 
+    monkeypatch.setattr(tensors, "MAP_CHUNK", READ_CHUNK)
+    monkeypatch.setattr(tensors, "_PIECE_BYTES", READ_CHUNK // 2)
+    calls: list[int] = []
+    real = tensors._memcmp
+    monkeypatch.setattr(tensors, "_memcmp", lambda a, b, k: (calls.append(k), real(a, b, k))[1])
     n = READ_CHUNK // 4
     sd = {"a_small": torch.arange(10, dtype=torch.float32),
           "b_big": torch.arange(n + 3, dtype=torch.float32),
@@ -448,9 +459,12 @@ def test_differences_next_to_tensor_and_chunk_boundaries(tmp_path, where):
         i = {"first byte": 0, "last byte": flat.numel() - 1, "middle": flat.numel() // 2}[where]
         flat[i] += 1
         save_file(b, tmp_path / "b.safetensors")
-        d = compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+        with open(tmp_path / "b.safetensors", "r+b") if reads == "pread" else \
+                contextlib.nullcontext():
+            d = compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
         assert [c.name for c in d.changed] == [name], (name, str(d))
         assert d.identical == len(sd) - 1
+    assert bool(calls) == (reads == "mapped")  # the way of reading the test meant
 
 
 def test_a_file_truncated_during_a_comparison_is_a_typed_error_never_a_crash(tmp_path):
@@ -492,25 +506,97 @@ print(outcomes)
     assert "'error'" in proc.stdout
 
 
-def test_a_file_rewritten_in_place_with_its_size_is_reported(tmp_path):
+@pytest.mark.parametrize("writer_open", [False, True], ids=["leased", "writer-holds-it-open"])
+def test_a_file_rewritten_in_place_with_its_size_is_reported(tmp_path, monkeypatch,
+                                                             writer_open):
+    # Same size, other bytes, newer mtime: what a writer overwriting the file leaves behind,
+    # starting once the comparison has begun (at its first read of b) and done before it
+    # ends. With no writer around, b is read through a leased mapping, and the writer's
+    # open waits until the comparison lets the lease go at its next chunk; a writer that
+    # already holds b open makes the lease impossible, so b is read with pread. Either way
+    # the rewrite is reported, naming b.
+    import fcntl
     import threading
     from time import time_ns
+
+    from modeldiff._walk import tensors
 
     sd = {f"w{i}": torch.full((2**20,), float(i)) for i in range(8)}
     save_file(sd, tmp_path / "a.safetensors")
     save_file(sd, tmp_path / "b.safetensors")
-    # Same size, other bytes, newer mtime: what a writer overwriting the file leaves behind.
-    done = threading.Event()
+    b = tmp_path / "b.safetensors"
+    held = open(b, "r+b") if writer_open else None  # noqa: SIM115 - closed below
+    writers: list[threading.Thread] = []
 
     def rewrite() -> None:
-        while not done.is_set():
-            os.utime(tmp_path / "b.safetensors", ns=(1, time_ns()))
+        with open(b, "r+b") as f:
+            f.seek(-4, os.SEEK_END)
+            f.write(b"\x00\x00\x80\x7f")
+        os.utime(b, ns=(1, time_ns() + 10**9))
 
-    t = threading.Thread(target=rewrite)
-    t.start()
+    def rewrite_once(self) -> None:
+        if self.path != b or writers:
+            return
+        writers.append(threading.Thread(target=rewrite))
+        writers[0].start()
+        if self._map is not None:  # leased: wait until the kernel holds the writer back
+            deadline = time.monotonic() + 20
+            while fcntl.fcntl(self._fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+
+    def written_by_now(self) -> None:
+        if writers:
+            writers[0].join(timeout=20)
+            assert not writers[0].is_alive(), "the writer was still held back at the end"
+        check(self)
+
+    mapped, read_into, check = tensors._File.mapped, tensors._File.read_into, tensors._File.check
+    monkeypatch.setattr(tensors._File, "mapped",
+                        lambda self, lo, hi, **kw: (rewrite_once(self), mapped(self, lo, hi, **kw))[1])
+    monkeypatch.setattr(tensors._File, "read_into",
+                        lambda self, buf, off: (rewrite_once(self), read_into(self, buf, off))[1])
+    monkeypatch.setattr(tensors._File, "check", written_by_now)
     try:
         with pytest.raises(CheckpointError, match=r"b\.safetensors .* changed while"):
-            compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+            compare_checkpoints(tmp_path / "a.safetensors", b)
     finally:
-        done.set()
-        t.join()
+        if held is not None:
+            held.close()
+    assert writers
+
+
+def test_checkpoints_are_compared_through_leased_mappings_and_the_lease_is_let_go(tmp_path):
+    # A writer that opens the file during a comparison must not wait for the whole of it:
+    # the lease is let go at the next chunk and the rest is read with pread. Here a second
+    # process truncates b while the comparison runs; it must finish within a second, and
+    # the comparison must end in a typed error or a correct result, never SIGBUS.
+    import subprocess
+    import sys
+
+    from modeldiff._walk import tensors
+
+    sd = {f"w{i}": torch.full((2**20,), float(i)) for i in range(8)}
+    save_file(sd, tmp_path / "a.safetensors")
+    save_file(sd, tmp_path / "b.safetensors")
+    f = tensors._File(tmp_path / "b.safetensors")
+    try:
+        assert f.mapped(0, 16), "a file nobody writes is leased and mapped on Linux"
+        proc = subprocess.Popen([sys.executable, "-c",
+                                 "import os, sys, time; t = time.monotonic(); "
+                                 "os.truncate(sys.argv[1], 0); print(time.monotonic() - t)",
+                                 str(tmp_path / "b.safetensors")],
+                                stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while f.mapped(0, 16):  # until the kernel says the lease is being broken
+            assert time.monotonic() < deadline, "the lease break never showed"
+            time.sleep(0.01)
+        waited = float(proc.communicate(timeout=30)[0])
+        assert waited < 20, waited  # let go at the next chunk, not after lease-break-time
+        with pytest.raises(CheckpointError, match="changed while"):
+            f.check()
+        buf = bytearray(16)
+        with pytest.raises(CheckpointError, match="ends at byte 0"):
+            f.read_into(memoryview(buf), 0)
+    finally:
+        f.close()

@@ -155,7 +155,7 @@ class Report:
 # -- JSON codec ------------------------------------------------------------------------------
 def loads(text: str | bytes, *, what: str, size_limit: str = "MAX_JSON_BYTES",
           error: Callable[[str], Exception] = SchemaError, strict: bool = False,
-          unique_keys: bool = False) -> Any:
+          unique_keys: bool = False, check_depth: bool = True) -> Any:
     """``json.loads`` that ends in a typed error, never RecursionError or a raw ValueError.
 
     ``text`` over the limit ``size_limit`` names (default
@@ -164,7 +164,9 @@ def loads(text: str | bytes, *, what: str, size_limit: str = "MAX_JSON_BYTES",
     (depth) it is parsed; ``error`` builds the exception from a message (default
     :class:`~modeldiff.errors.SchemaError`), which starts with ``what``. ``strict`` refuses
     ``NaN``/``Infinity`` and numbers that overflow a float (``1e400``); ``unique_keys``
-    refuses an object with the same key twice.
+    refuses an object with the same key twice. ``check_depth=False`` leaves the depth limit
+    to a caller that validates the shape of the whole document itself (json.loads still
+    stops near Python's recursion limit).
 
     >>> loads('{"a": [1, 2]}', what="example")
     {'a': [1, 2]}
@@ -199,7 +201,8 @@ modeldiff.limits.MAX_JSON_DEPTH = 64; raise it if the input is genuine)
             from e
     except ValueError as e:  # int-string limit, our strict hooks
         raise error(f"{what} is not valid JSON: {e}") from e
-    _check_depth(data, what, error)
+    if check_depth:
+        _check_depth(data, what, error)
     return data
 
 

@@ -121,7 +121,11 @@ def read_limited(path: str | os.PathLike[str], limit: str, what: str) -> bytes:
             raise CheckpointError(f"{what} {p} is {size:,} bytes, over the {cap:,}-byte limit "
                                   f"({limits.hint(limit)})", path=p)
         try:
-            data = f.read(cap + 1)
+            # Ask for what the file holds (read(n) allocates n bytes up front: a 500-byte
+            # config must not cost a buffer of the whole limit); more only if it grew.
+            data = f.read(size + 1)
+            if len(data) > size:
+                data += f.read(cap + 1 - len(data))
         except OSError as e:
             raise CheckpointError(f"cannot read {what} {p}: {e.strerror or e}", path=p) from e
     if len(data) > cap:
@@ -176,8 +180,10 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, HeaderEntry]:
 
     if not raw.lstrip(b" ").startswith(b"{"):
         raise corrupt("it does not start with '{' (a JSON object)")
+    # No separate depth walk (a tenth of reading a header): the checks below accept only
+    # entries two levels deep and never descend into anything else.
     header = loads(raw, what="it", size_limit="MAX_SAFETENSORS_HEADER_BYTES",
-                   error=corrupt, strict=True, unique_keys=True)
+                   error=corrupt, strict=True, unique_keys=True, check_depth=False)
     if not isinstance(header, dict):
         raise corrupt("not a JSON object")
     base = 8 + n
