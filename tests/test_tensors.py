@@ -155,6 +155,37 @@ def test_stats_agree_with_numpy(xs, ys):
         assert s.cosine == pytest.approx(float(a @ b / (na * nb)), abs=1e-9)
 
 
+@pytest.mark.parametrize("case", ["tiny change", "rescaled to 1e-4", "sign flipped",
+                                  "orthogonal", "values 1e-20", "values 1e25", "bf16"])
+def test_statistics_of_large_tensors_hold_where_float32_sums_would_not(case):
+    # Tensors of 300K values take the chunked fast path; each case is a regime where a
+    # shortcut fails (1 - cos lost in rounding, |b| derived by cancellation, float32 sums,
+    # squares that underflow or overflow). The reference is float64 throughout.
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(300_000, generator=g) * 0.05
+    noise = torch.randn(300_000, generator=g)
+    b = {"tiny change": a + noise * 1e-7, "rescaled to 1e-4": a * 1e-4, "sign flipped": -a,
+         "orthogonal": noise - (noise @ a) / (a @ a) * a, "values 1e-20": a * 1e-20,
+         "values 1e25": a * 1e25, "bf16": (a + noise * 1e-3).bfloat16().float()}[case]
+    if case == "values 1e-20":
+        a = a * 1e-20 + noise * 1e-24
+    if case == "values 1e25":
+        a = a * 1e25 * (1 + noise * 1e-3)
+    if case == "bf16":
+        a, b = a.bfloat16(), b.bfloat16()
+    s = tensor_stats("w", a, b)
+    x, y = a.double(), b.double()
+    d = y - x
+    assert s.n_changed == int((d != 0).sum())
+    assert s.max_abs == pytest.approx(float(d.abs().max()), rel=1e-12)
+    assert s.rel_change == pytest.approx(float(d.norm() / x.norm()), rel=1e-9)
+    cos = float(x @ y / (x.norm() * y.norm()))
+    # 1 - cos to 1e-6 of itself where it is small, the cosine to 1e-12 where it is not
+    assert 1 - s.cosine == pytest.approx(1 - cos, rel=1e-6, abs=1e-12)
+    if case == "tiny change":
+        assert 0 < 1 - s.cosine < 1e-8
+
+
 # -- compare_checkpoints ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_mlm():
@@ -441,9 +472,16 @@ def test_differences_next_to_tensor_and_chunk_boundaries(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(tensors, "MAP_CHUNK", READ_CHUNK)
     monkeypatch.setattr(tensors, "_PIECE_BYTES", READ_CHUNK // 2)
-    calls: list[int] = []
-    real = tensors._memcmp
-    monkeypatch.setattr(tensors, "_memcmp", lambda a, b, k: (calls.append(k), real(a, b, k))[1])
+    calls: list[bool] = []  # what b's mapping answered, chunk by chunk
+    real = tensors._File.mapped
+
+    def spy(self, lo, hi, **kw):
+        answer = real(self, lo, hi, **kw)
+        if self.path.name == "b.safetensors":
+            calls.append(answer)
+        return answer
+
+    monkeypatch.setattr(tensors._File, "mapped", spy)
     n = READ_CHUNK // 4
     sd = {"a_small": torch.arange(10, dtype=torch.float32),
           "b_big": torch.arange(n + 3, dtype=torch.float32),
@@ -464,7 +502,8 @@ def test_differences_next_to_tensor_and_chunk_boundaries(tmp_path, monkeypatch, 
             d = compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
         assert [c.name for c in d.changed] == [name], (name, str(d))
         assert d.identical == len(sd) - 1
-    assert bool(calls) == (reads == "mapped")  # the way of reading the test meant
+    assert calls  # the way of reading the test meant:
+    assert all(calls) if reads == "mapped" else not any(calls)
 
 
 def test_a_file_truncated_during_a_comparison_is_a_typed_error_never_a_crash(tmp_path):
@@ -478,10 +517,12 @@ import os, sys, threading, time
 import torch
 from safetensors.torch import save_file
 from modeldiff import compare_checkpoints
+from modeldiff._walk.tensors import compare_weights
 from modeldiff.errors import CheckpointError
 d = sys.argv[1]
 sd = {f"w{i}": torch.full((2**20,), float(i)) for i in range(8)}  # 32 MB
 save_file(sd, f"{d}/a.safetensors")
+sd = {k: v + 1 for k, v in sd.items()}  # every value differs: weight_diff reads them all
 outcomes = {"error": 0, "result": 0}
 for round in range(12):
     save_file(sd, f"{d}/b.safetensors")
@@ -492,7 +533,11 @@ for round in range(12):
     t = threading.Thread(target=cut)
     t.start()
     try:
-        diff = compare_checkpoints(f"{d}/a.safetensors", f"{d}/b.safetensors")
+        if round % 2:  # weight_diff's statistics read values through leased mappings too
+            compare_weights(f"{d}/a.safetensors", f"{d}/b.safetensors",
+                            [(k, k) for k in sd], svd=False)
+        else:
+            compare_checkpoints(f"{d}/a.safetensors", f"{d}/b.safetensors")
         outcomes["result"] += 1
     except CheckpointError as e:
         assert "b.safetensors" in str(e), e
@@ -503,7 +548,9 @@ print(outcomes)
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
-    assert "'error'" in proc.stdout
+    outcomes = json.loads(proc.stdout.replace("'", '"'))
+    assert outcomes["error"] + outcomes["result"] == 12  # each round ended one way or the other
+    assert outcomes["error"] >= 1  # and the truncation did land during comparisons
 
 
 @pytest.mark.parametrize("writer_open", [False, True], ids=["leased", "writer-holds-it-open"])
