@@ -20,56 +20,13 @@ import os
 import shutil
 import sys
 import tempfile
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import compare, measure, ms, note, parse_quick, table
+from common import compare, measure, ms, note, parse_quick, peak_memory, table
 
 _CHUNK = 4 * 2**20
-
-
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def _memory(fn: Callable[[], object]) -> tuple[float, float]:
-    """(tracemalloc peak MB, peak growth of anonymous RSS in MB) of one call.
-
-    Anonymous memory (``RssAnon``: heap, buffers, anything private) is what a comparison
-    costs; pages of a file mapped for reading are the page cache's, shared and reclaimable,
-    and would make plain RSS grow by the files' size. The peak is sampled every 0.5 ms by a
-    thread while the call runs."""
-    import threading
-    import time
-
-    base = _rss_kb("RssAnon")
-    peak = [base]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_kb("RssAnon"))
-            time.sleep(0.0005)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        t.join()
-    tracemalloc.start()
-    fn()
-    _, top = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return top / 2**20, (peak[0] - base) / 1024
 
 
 def mmap_memcmp(files_a: list[Path], files_b: list[Path]) -> bool:
@@ -151,7 +108,7 @@ def main(quick: bool = False) -> str:
                 assert ok, f"{name} found a difference between identical checkpoints"
             note(f"  {label}")
             got = compare(competitors, repeats=repeats, warmup=1)
-            tm, rss = _memory(competitors["compare_checkpoints"])
+            tm, rss = peak_memory(competitors["compare_checkpoints"])
             ours, limit = got["compare_checkpoints"], got["mmap + memcmp loop"]
             for name, st in got.items():
                 rows.append((label, name, ms(st.median), ms(st.min), f"{st.spread:.2f}",

@@ -2,18 +2,25 @@
 
 Checkpoint A is a seeded default ``DistilBertModel``; B is A after every weight moved a
 little (Gaussian noise of 1e-3 on every float tensor: the worst case, every tensor needs
-its statistics). Competitors, interleaved, medians:
+its statistics); C is A saved again (identical). Competitors, interleaved, medians:
 
-- the floor: ``safetensors.torch.load_file`` on both files + ``torch.equal`` per tensor
-  (reading everything, computing nothing);
+- the issue's floor, ``safetensors.torch.load_file`` on both files + ``torch.equal`` per
+  tensor, on A and B. safetensors maps files lazily and ``torch.equal`` stops at the first
+  differing value, so on this pair it reads a page or two per tensor: a floor for nothing.
+  The same on A and C, where ``torch.equal`` must read every byte of both, is the cost of
+  reading both checkpoints once: the floor the ratios are taken against;
 - ``modeldiff.weight_diff(folder_a, folder_b, svd=False)``: bit-identity, ||dW||, relative
   change, cosine, max abs change and the per-module, folded, per-block rows and verdict;
+  and the same on A and C (identical: bytes only);
 - a hand-written torch loop computing the same numbers (load_file both, float64 per
   tensor): what a user would write instead;
 - both again with the rank / top-8 energy of every changed 2-D weight (randomized SVD:
   ``torch.svd_lowrank``, q=40, 2 power iterations);
 - modeldelta 0.4.4's ``compare_models`` (when installed: the `dev` extra), which computes
   norms, cosine, sparsity and the singular values of every 2-D delta (full ``svdvals``).
+
+Memory: the peak growth of anonymous RSS while weight_diff compares A and B saved in 5
+shards each, against the largest tensor pair (the bound the issue sets).
 
     .venv/bin/python benchmarks/bench_weights.py [--quick]
 """
@@ -31,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from common import compare, ms, note, parse_quick, table  # noqa: E402
+from common import compare, ms, note, parse_quick, peak_memory, table  # noqa: E402
 
 
 def _torch_loop(fa: Path, fb: Path, *, svd: bool) -> dict[str, tuple[float, ...]]:
@@ -75,24 +82,31 @@ def main(quick: bool = False) -> str:
         torch.manual_seed(0)
         model = DistilBertModel(DistilBertConfig())
         model.save_pretrained(tmp / "a")
+        model.save_pretrained(tmp / "c")
         gen = torch.Generator().manual_seed(1)
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn(p.shape, generator=gen) * 1e-3)
         model.save_pretrained(tmp / "b")
+        model.save_pretrained(tmp / "b5", max_shard_size="60MB")
         del model
         fa, fb = tmp / "a" / "model.safetensors", tmp / "b" / "model.safetensors"
+        fc = tmp / "c" / "model.safetensors"
         size = fa.stat().st_size
 
-        def floor() -> Any:
-            a, b = load_file(fa), load_file(fb)
+        def floor(x: Path, y: Path) -> Any:
+            a, b = load_file(x), load_file(y)
             return [torch.equal(a[k], b[k]) for k in a]
 
         competitors: dict[str, Any] = {
-            "load_file x2 + torch.equal (floor)": floor,
-            "modeldiff.weight_diff(svd=False)":
+            FLOOR: lambda: floor(fa, fc),
+            "load_file x2 + torch.equal, A vs B (stops at the first difference)":
+                lambda: floor(fa, fb),
+            "modeldiff.weight_diff(svd=False), A vs B":
                 lambda: modeldiff.weight_diff(tmp / "a", tmp / "b", svd=False),
-            "torch loop, same numbers": lambda: _torch_loop(fa, fb, svd=False),
+            "modeldiff.weight_diff(svd=False), A vs C (identical)":
+                lambda: modeldiff.weight_diff(tmp / "a", tmp / "c", svd=False),
+            "torch loop, same numbers, A vs B": lambda: _torch_loop(fa, fb, svd=False),
         }
         with_svd: dict[str, Any] = {
             "modeldiff.weight_diff (with SVD)":
@@ -129,25 +143,38 @@ def main(quick: bool = False) -> str:
         note("timing with SVD ...")
         # one round, no warm-up: modeldelta's full SVDs take minutes per call here
         svd = compare(with_svd, repeats=1, warmup=0)
+        note("memory of weight_diff on 5 shards each ...")
+        traced, anon = peak_memory(lambda: modeldiff.weight_diff(tmp / "a", tmp / "b5"))
+        largest = max(t.numel() * t.element_size() for t in load_file(fa).values())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    base = plain["load_file x2 + torch.equal (floor)"].median
+    base = plain[FLOOR].median
     rows = [(name, ms(st.median), f"{st.median / base:.2f}x", f"{st.spread:.2f}")
             for name, st in plain.items()]
     rows += [(name, ms(st.median), f"{st.median / base:.2f}x", f"{st.spread:.2f}")
              for name, st in svd.items()]
-    ours = plain["modeldiff.weight_diff(svd=False)"].median / base
+    ours = plain["modeldiff.weight_diff(svd=False), A vs B"].median / base
+    same = plain["modeldiff.weight_diff(svd=False), A vs C (identical)"].median / base
     ours_svd = svd["modeldiff.weight_diff (with SVD)"].median
     return "\n".join([
         f"### weight_diff: two {size / 1e6:.0f} MB DistilBERT checkpoints, every tensor moved",
         "",
         table(["method", "median ms", "x floor", "max/median"], rows),
         "",
-        f"weight_diff without SVD: {ours:.2f}x the load + equal floor (target <= 1.5x); with "
-        f"SVD on every changed 2-D weight: {ours_svd:.1f} s (target < 10 s). "
+        f"weight_diff without SVD: {ours:.2f}x the cost of reading both checkpoints (load_file"
+        f" + torch.equal on an identical pair; target <= 1.5x), {same:.2f}x on an identical "
+        f"pair; with SVD on every changed 2-D weight: {ours_svd:.1f} s (target < 10 s). "
         f"Median of {repeats} interleaved rounds (SVD rows: one round)"
         + (" (quick run: rough numbers)" if quick else "") + ".",
+        "",
+        f"Memory, weight_diff with SVD, 5 shards each: anonymous RSS grew by at most "
+        f"{anon:.0f} MB (tracemalloc peak {traced:.1f} MB); the largest tensor is "
+        f"{largest / 2**20:.0f} MB, so a pair of them {2 * largest / 2**20:.0f} MB. "
+        f"Each checkpoint is {size / 2**20:.0f} MB.",
     ])
+
+
+FLOOR = "load_file x2 + torch.equal, A vs C (identical: reads every byte)"
 
 
 if __name__ == "__main__":

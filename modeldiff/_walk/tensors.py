@@ -1090,7 +1090,7 @@ def weight_stats(name: str, a: _Ref, b: _Ref, *, svd: bool = True) -> TensorStat
         # One thread: on shared cores intra-op threads spin-wait, and the SVD of a
         # 3072 x 768 change took 3.5 s with two threads against 0.09 s with one (measured).
         with contextlib.suppress(RuntimeError, TypeError), _one_thread():
-            stats = replace(stats, **_low_rank(a, b))
+            stats = replace(stats, **_low_rank(a, b, (stats.norm_diff or 0.0) ** 2))
     return stats
 
 
@@ -1115,9 +1115,11 @@ _OVERSAMPLE = 8
 RANK_RTOL = 1e-3
 
 
-def _low_rank(a: _Ref, b: _Ref) -> dict[str, Any]:
+def _low_rank(a: _Ref, b: _Ref, total: float) -> dict[str, Any]:
     """Rank and top-k energy of ``dW = b - a`` with torch.svd_lowrank: a few matmuls of the
-    matrix by a (n, RANK_K + 8) block, so a 4096 x 11008 weight takes about a second."""
+    matrix by a (n, RANK_K + 8) block, so a 4096 x 11008 weight takes about a second.
+    ``total`` is ``||dW||^2`` (from the statistics, summed in float64). Memory: one float32
+    copy of ``dW`` and the (n, RANK_K + 8) blocks."""
     m, n = a.shape
     # float32 is enough to find directions; one tensor pair in memory at a time
     with b.values(0, b.numel) as vb:
@@ -1125,7 +1127,6 @@ def _low_rank(a: _Ref, b: _Ref) -> dict[str, Any]:
     with a.values(0, a.numel) as va:
         d -= va
     d = d.reshape(m, n)
-    total = float(torch.dot(d.reshape(-1).double(), d.reshape(-1).double()))
     if total == 0.0 or not math.isfinite(total):
         return {}
     k = min(RANK_K, m, n)
