@@ -647,3 +647,34 @@ def test_checkpoints_are_compared_through_leased_mappings_and_the_lease_is_let_g
             f.read_into(memoryview(buf), 0)
     finally:
         f.close()
+
+
+def test_no_lease_is_taken_when_the_program_handles_sigurg(tmp_path):
+    # A broken lease is signalled with SIGURG; a program with its own SIGURG handler would
+    # see spurious calls, so then files are read with pread (and compared all the same).
+    import signal
+
+    from modeldiff._walk import tensors
+
+    sd = {"w": torch.arange(1000, dtype=torch.float32)}
+    save_file(sd, tmp_path / "a.safetensors")
+    sd["w"][999] = 0
+    save_file(sd, tmp_path / "b.safetensors")
+    seen: list[int] = []
+    before = signal.signal(signal.SIGURG, lambda signum, frame: seen.append(signum))
+    try:
+        f = tensors._File(tmp_path / "a.safetensors")
+        try:
+            assert not f.mapped(0, 16)
+        finally:
+            f.close()
+        d = compare_checkpoints(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+        assert [c.stats.n_changed for c in d.changed] == [1]
+    finally:
+        signal.signal(signal.SIGURG, before)
+    f = tensors._File(tmp_path / "a.safetensors")
+    try:
+        assert f.mapped(0, 16)  # and with the default disposition back, leases are used
+    finally:
+        f.close()
+    assert not seen

@@ -215,8 +215,9 @@ class _File:
         self._lock = threading.Lock()
         self._users = 0
         self._breaking = False
-        if _LEASE_SIGNAL is not None and self._size > 0:
-            self._lease(_LEASE_SIGNAL)
+        signum = _lease_signal()
+        if signum is not None and self._size > 0:
+            self._lease(signum)
 
     def _lease(self, signum: int) -> None:
         fd = self._fd
@@ -269,7 +270,8 @@ class _File:
         return self._addr + offset
 
     def array(self, start: int, stop: int) -> np.ndarray:
-        """Bytes ``start:stop`` of the mapping as a read-only array (after :meth:`mapped`)."""
+        """Bytes ``start:stop`` of the mapping as an array (after :meth:`mapped`; a private
+        mapping, so writable as torch wants it, and never written)."""
         assert self._view is not None
         return self._view[start:stop]
 
@@ -331,7 +333,6 @@ def _lease_signal() -> int | None:
     return int(signal.SIGURG) if handler in (signal.SIG_DFL, signal.SIG_IGN) else None
 
 
-_LEASE_SIGNAL = _lease_signal()
 _memcmp = ctypes.CDLL(None).memcmp if sys.platform.startswith("linux") else None
 if _memcmp is not None:
     _memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
@@ -664,13 +665,7 @@ def _identical_in_files(pairs: Iterable[tuple[str, _Ref, _Ref]], progress: Any =
         i, lo, hi = piece
         return i, _differing(runs[i], ends_of[i], lo, hi, progress)
 
-    if workers > 1 and len(pieces) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(workers, thread_name_prefix="modeldiff-compare") as pool:
-            found = list(pool.map(compare, pieces))
-    else:
-        found = [compare(p) for p in pieces]
+    found = _each_in_threads(compare, pieces, workers)
     differs: list[set[int]] = [set() for _ in runs]
     for i, d in found:
         differs[i] |= d
@@ -1059,22 +1054,26 @@ def compare_weights(a: nn.Module | str | os.PathLike[str], b: nn.Module | str | 
                 continue
             jobs.append((nb, ra, rb))
             kept.append((na, nb))
-        stats = _each_in_threads(lambda job: weight_stats(*job, svd=svd), jobs)
+        with _one_thread():
+            stats = _each_in_threads(lambda job: weight_stats(*job, svd=svd), jobs,
+                                     min(2, os.cpu_count() or 1))
     return make_weight_diff(stats, pairs=kept, missing=missing, head=tuple(head))
 
 
-def _each_in_threads(fn: Any, jobs: list[Any]) -> list[Any]:
-    """``[fn(job) for job in jobs]``, by two threads where there are two cores: torch's
-    kernels let go of the GIL, so two tensors' statistics run at once. torch itself runs
-    one thread meanwhile (on shared cores its own threads spin-wait; see _one_thread)."""
-    workers = min(2, os.cpu_count() or 1)
-    with _one_thread():
-        if workers < 2 or len(jobs) < 2:
-            return [fn(job) for job in jobs]
-        from concurrent.futures import ThreadPoolExecutor
+def _each_in_threads(fn: Any, jobs: list[Any], workers: int) -> list[Any]:
+    """``[fn(job) for job in jobs]``, by ``workers`` threads: memcmp through ctypes, pread
+    and torch's kernels let go of the GIL, so two cores work on two jobs at once (torch
+    itself should run one thread meanwhile: on shared cores its own threads spin-wait, see
+    _one_thread). The first error ends it: jobs not started are cancelled."""
+    if workers < 2 or len(jobs) < 2:
+        return [fn(job) for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(workers, thread_name_prefix="modeldiff-weights") as pool:
-            return list(pool.map(fn, jobs))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="modeldiff")
+    try:
+        return list(pool.map(fn, jobs))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def weight_stats(name: str, a: _Ref, b: _Ref, *, svd: bool = True) -> TensorStats:
