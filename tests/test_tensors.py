@@ -553,6 +553,48 @@ print(outcomes)
     assert outcomes["error"] >= 1  # and the truncation did land during comparisons
 
 
+def test_a_bin_truncated_during_a_comparison_is_a_typed_error_never_a_crash(tmp_path):
+    # torch.load(mmap=True) maps a .bin itself: modeldiff leases the file first and reads
+    # its tensors only while the lease holds. A process truncating it mid-comparison waits
+    # for the next chunk, which ends the comparison with a typed error instead of SIGBUS.
+    import subprocess
+    import sys
+
+    script = r'''
+import os, sys, threading, time
+import torch
+from modeldiff import compare_checkpoints
+from modeldiff.errors import CheckpointError
+d = sys.argv[1]
+sd = {f"w{i}": torch.full((2**20,), float(i)) for i in range(8)}  # 32 MB
+torch.save(sd, f"{d}/a.bin")
+sd = {k: v + 1 for k, v in sd.items()}  # every tensor differs: all are read as values
+outcomes = {"error": 0, "result": 0}
+for round in range(8):
+    torch.save(sd, f"{d}/b.bin")
+    size = os.path.getsize(f"{d}/b.bin")
+    def cut():
+        time.sleep(0.005 * (round % 4))
+        os.truncate(f"{d}/b.bin", size // 3)
+    t = threading.Thread(target=cut)
+    t.start()
+    try:
+        compare_checkpoints(f"{d}/a.bin", f"{d}/b.bin")
+        outcomes["result"] += 1
+    except CheckpointError as e:
+        assert "b.bin" in str(e), e
+        outcomes["error"] += 1
+    t.join()
+print(outcomes)
+'''
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    outcomes = json.loads(proc.stdout.replace("'", '"'))
+    assert outcomes["error"] + outcomes["result"] == 8
+    assert outcomes["error"] >= 1
+
+
 @pytest.mark.parametrize("writer_open", [False, True], ids=["leased", "writer-holds-it-open"])
 def test_a_file_rewritten_in_place_with_its_size_is_reported(tmp_path, monkeypatch,
                                                              writer_open):

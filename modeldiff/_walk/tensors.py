@@ -154,9 +154,13 @@ class _Ref:
 
 
 class _TensorRef(_Ref):
-    __slots__ = ("_bytes", "_flat")
+    """A tensor in memory, or in a file torch.load mapped (``guard``: that file, leased; see
+    :meth:`_File.guarding`)."""
 
-    def __init__(self, t: torch.Tensor) -> None:
+    __slots__ = ("_bytes", "_flat", "_guard")
+
+    def __init__(self, t: torch.Tensor, guard: _File | None = None) -> None:
+        self._guard = guard
         t = t.detach()
         if t.device.type != "cpu":
             t = t.cpu()
@@ -168,11 +172,15 @@ class _TensorRef(_Ref):
         self._bytes = self._flat.view(torch.uint8).numpy() if self.numel else np.empty(0, np.uint8)
 
     def raw(self, start: int, stop: int) -> contextlib.AbstractContextManager[np.ndarray]:
-        return contextlib.nullcontext(self._bytes[start:stop])
+        if self._guard is None:
+            return contextlib.nullcontext(self._bytes[start:stop])
+        return self._guard.guarding(self._bytes[start:stop])
 
     def values(self, start: int, stop: int
                ) -> contextlib.AbstractContextManager[torch.Tensor]:
-        return contextlib.nullcontext(self._flat[start:stop])
+        if self._guard is None:
+            return contextlib.nullcontext(self._flat[start:stop])
+        return self._guard.guarding(self._flat[start:stop])
 
 
 class _File:
@@ -197,9 +205,9 @@ class _File:
     """
 
     __slots__ = ("_addr", "_breaking", "_fd", "_lock", "_map", "_mtime", "_size", "_users",
-                 "_view", "path")
+                 "_view", "leased", "path")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, map_file: bool = True) -> None:
         self.path = path
         try:
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
@@ -215,11 +223,12 @@ class _File:
         self._lock = threading.Lock()
         self._users = 0
         self._breaking = False
+        self.leased = False
         signum = _lease_signal()
         if signum is not None and self._size > 0:
-            self._lease(signum)
+            self._lease(signum, map_file)
 
-    def _lease(self, signum: int) -> None:
+    def _lease(self, signum: int, map_file: bool) -> None:
         fd = self._fd
         try:
             # The signal the kernel sends when the lease is broken: SIGURG, ignored unless a
@@ -228,16 +237,42 @@ class _File:
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
         except OSError:  # EAGAIN: open for writing elsewhere; EACCES: not ours; EINVAL: NFS
             return
+        self.leased = True
         st = os.fstat(fd)
         try:
             if (st.st_size, st.st_mtime_ns) != (self._size, self._mtime):
                 raise OSError("changed between open and lease")
-            self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)  # private: never written
+            if map_file:
+                self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)  # private: never written
         except (OSError, ValueError):
             self._unmap()
             return
-        self._view = np.frombuffer(self._map, np.uint8)
-        self._addr = self._view.ctypes.data
+        if self._map is not None:
+            self._view = np.frombuffer(self._map, np.uint8)
+            self._addr = self._view.ctypes.data
+
+    @contextlib.contextmanager
+    def guarding(self, value: Any) -> Iterator[Any]:
+        """Yield ``value``, a view of this file that another library mapped (``torch.load``
+        with ``mmap=True``), holding the lease while the block reads it.
+
+        Those pages cannot be re-read with pread, so a lease being broken ends the
+        comparison here with a :class:`CheckpointError` (and lets the writer go on) before
+        anything touches them. Without a lease (see the class) the view is read unguarded."""
+        with self._lock:
+            if self.leased:
+                if self._breaking or \
+                        fcntl.fcntl(self._fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK:
+                    self._breaking = True
+                    if self._users == 0:
+                        self._unmap()
+                    raise self._changed("another process opened it for writing")
+                self._users += 1
+        try:
+            yield value
+        finally:
+            if self.leased:
+                self.let_go()
 
     def mapped(self, start: int, stop: int, *, hold: bool = False) -> bool:
         """True when bytes ``start:stop`` may be read through the mapping now. Asked before
@@ -279,8 +314,10 @@ class _File:
         # Let go of the lease first: from here on nothing touches the mapping, whose pages a
         # writer may now truncate. It is closed once no array of it is left (or by the GC).
         self._view, self._addr = None, 0
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self._fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        if self.leased:
+            self._breaking = True  # no lease any more: guarding() must not read unguarded
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(self._fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
         if self._map is not None:
             with contextlib.suppress(BufferError):
                 self._map.close()
@@ -791,9 +828,13 @@ def _open_path(path: str | os.PathLike[str], arg: str) -> _Source:
             if f.suffix == ".safetensors":
                 _open_safetensors(src, f)
             else:
+                # torch.load maps the file itself: lease it first, and read its tensors only
+                # while the lease holds (see _File.guarding)
+                guard = _File(f, map_file=False)
+                src.files.append(guard)
                 for name, t in load_bin(f).items():
                     if isinstance(t, torch.Tensor):
-                        src.refs[name] = _TensorRef(t)
+                        src.refs[name] = _TensorRef(t, guard if guard.leased else None)
     except BaseException:
         src.close()
         raise
