@@ -396,24 +396,12 @@ def _getter(obj: Any) -> Callable[[str], Any]:
     if isinstance(obj, Mapping):
         return obj.__getitem__
     if _is_path(obj):
-        tensors = _load(Path(obj).expanduser())
-        return tensors.__getitem__
+        from modeldiff._walk.tensors import read_tensor
+
+        path = Path(obj).expanduser()
+        return lambda name: read_tensor(path, name)
     sd = obj.state_dict()
     return sd.__getitem__
-
-
-def _load(p: Path) -> dict[str, Any]:
-    from modeldiff._walk.checkpoint import checkpoint_files, load_bin
-
-    out: dict[str, Any] = {}
-    for f in (p,) if p.is_file() else checkpoint_files(p):
-        if f.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            out.update(load_file(str(f)))
-        else:
-            out.update(load_bin(f))
-    return out
 
 
 def _within(a: Any, b: Any, s: Any, *, rtol: float, atol: float) -> bool:

@@ -1040,6 +1040,30 @@ def compare_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str], *,
                               prefix_a=pa, prefix_b=pb)
 
 
+def read_tensor(path: str | os.PathLike[str], name: str) -> torch.Tensor:
+    """One tensor of a checkpoint file or folder, copied out: nothing else is read, and a
+    file changed meanwhile is a :class:`CheckpointError` (see :class:`_File`), where
+    ``safetensors.torch.load_file`` maps the file and can die with SIGBUS.
+
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> from safetensors.torch import save_file
+    >>> f = Path(tempfile.mkdtemp()) / "w.safetensors"
+    >>> save_file({"w": torch.arange(6.0).reshape(2, 3)}, f)
+    >>> read_tensor(f, "w")
+    tensor([[0., 1., 2.],
+            [3., 4., 5.]])
+    """
+    with _open_path(path, "read_tensor(path)") as src:
+        ref = src.refs.get(name)
+        if ref is None:
+            raise CheckpointError(f"{src.label} holds no tensor {name!r}", path=Path(path))
+        with ref.values(0, ref.numel) as v:
+            out = v.clone()
+        src.check()
+    return out.reshape(ref.shape)
+
+
 def _compare_config(fa: Path, fb: Path) -> tuple[tuple[ValueChange, ...], tuple[str, ...]]:
     from modeldiff._walk.checkpoint import read_config_json
 
