@@ -7,6 +7,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import (
     BertConfig,
     BertModel,
@@ -391,3 +393,25 @@ def test_cli_json_with_top_k(capsys, tmp_path, tok):
 def test_cli_errors_exit_2(capsys):
     assert main(["classify", "--model", "no-such-user/no-such-model", "x"]) == 2
     assert "could not load 'no-such-user/no-such-model'" in capsys.readouterr().err
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=9).map(sorted), st.integers(1, 4))
+def test_batches_are_cut_where_padding_is_least(lengths, most):
+    # Checked against every way of cutting the sorted lengths into runs of at most `most`:
+    # the batches cover every text once, in order, and no cutting costs less.
+    import itertools
+
+    from modeldiff._pipeline import _BATCH_COST, _partition
+
+    def cost(ends: list[int]) -> int:
+        return sum(_BATCH_COST + (j - i) * lengths[j - 1]
+                   for i, j in itertools.pairwise([0, *ends]))
+
+    ends = _partition(lengths, most)
+    assert ends[-1] == len(lengths)
+    assert all(0 < j - i <= most for i, j in itertools.pairwise([0, *ends]))
+    every = [[*cut, len(lengths)] for r in range(len(lengths))
+             for cut in itertools.combinations(range(1, len(lengths)), r)]
+    valid = [e for e in every if all(j - i <= most for i, j in itertools.pairwise([0, *e]))]
+    assert cost(ends) == min(cost(e) for e in valid)
