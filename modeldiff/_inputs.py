@@ -20,6 +20,7 @@ import copy
 import os
 import re
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -210,12 +211,41 @@ def _walk_hub(model_id: str, *, task: str | None) -> ModelGraph:
 
 def _walk_folder(folder: Path, *, task: str | None) -> ModelGraph:
     config, arch = folder_config(folder, task=task)
-    model = build_model(config, task=task, architecture=arch)
+    model = _meta_model(config, task, arch)
     from modeldiff._walk.checkpoint import read_tensor_index
     from modeldiff._walk.walker import walk_module
 
     overlay = read_tensor_index(folder)
     return walk_module(model, source=f"{folder} (built on meta)", overlay=overlay)
+
+
+# Folders walked with the same config build the same meta model: the last few are kept, so
+# the two sides of a comparison (or a test suite walking one folder again and again) build
+# it once. Building is most of a folder walk (12 of 14 ms for DistilBERT). The models are
+# never handed out, only walked, and a walk does not change a module.
+_META_MODELS: dict[str, Any] = {}
+_META_MODELS_KEPT = 4
+_META_LOCK = threading.Lock()
+
+
+def _meta_model(config: Any, task: str | None, arch: str | None) -> Any:
+    import json
+
+    import transformers
+
+    key = json.dumps([config.to_json_string(use_diff=False), task, arch,
+                      transformers.__version__])
+    with _META_LOCK:
+        model = _META_MODELS.pop(key, None)
+        if model is not None:
+            _META_MODELS[key] = model  # most recently used last
+            return model
+    model = build_model(config, task=task, architecture=arch)
+    with _META_LOCK:
+        _META_MODELS[key] = model
+        while len(_META_MODELS) > _META_MODELS_KEPT:
+            _META_MODELS.pop(next(iter(_META_MODELS)))
+    return model
 
 
 def folder_config(folder: Path, *, task: str | None) -> tuple[Any, str | None]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 from transformers import (
     DistilBertConfig,
@@ -225,6 +226,32 @@ def test_folder_dtype_comes_from_the_file(tmp_path):
     dtypes = {t.dtype for _, _, t in g.tensors() if not t.buffer}
     assert dtypes == {"bfloat16"}  # the tied decoder weight takes its source's dtype too
     assert modeldiff.walk(tmp_path, task="base").root.cls == "DistilBertModel"
+
+
+def test_folders_with_one_config_each_get_their_own_tensors(tmp_path):
+    # Folders with the same config.json share the meta model they are walked from (it is
+    # built once); what each holds still comes from its own files: here float32 in one,
+    # bfloat16 with the same config in the other, and a third with one layer more.
+    config = DistilBertConfig(dim=32, n_layers=1, n_heads=2, hidden_dim=64, vocab_size=100)
+    torch.manual_seed(0)
+    model = DistilBertForMaskedLM(config)
+    model.save_pretrained(tmp_path / "f32")
+    shutil.copytree(tmp_path / "f32", tmp_path / "bf16")
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()
+               if k != "vocab_projector.weight"}, tmp_path / "bf16" / "model.safetensors",
+              metadata={"format": "pt"})
+    torch.manual_seed(0)
+    DistilBertForMaskedLM(DistilBertConfig(**{**config.to_dict(), "n_layers": 2})
+                          ).save_pretrained(tmp_path / "deeper")
+    for _ in range(2):  # and again, from the kept models
+        f32, bf16 = modeldiff.walk(tmp_path / "f32"), modeldiff.walk(tmp_path / "bf16")
+        deep = modeldiff.walk(tmp_path / "deeper")
+        assert {t.dtype for _, _, t in f32.tensors() if not t.buffer} == {"float32"}
+        assert {t.dtype for _, _, t in bf16.tensors() if not t.buffer} == {"bfloat16"}
+        assert str(tmp_path / "bf16") in bf16.source
+        assert "distilbert.transformer.layer.1" in deep
+        assert "distilbert.transformer.layer.1" not in f32
+        assert [n.path for n in f32.nodes] == [n.path for n in bf16.nodes]
 
 
 def test_walk_leaves_the_model_untouched():
