@@ -172,15 +172,15 @@ class _TensorRef(_Ref):
         self._bytes = self._flat.view(torch.uint8).numpy() if self.numel else np.empty(0, np.uint8)
 
     def raw(self, start: int, stop: int) -> contextlib.AbstractContextManager[np.ndarray]:
-        if self._guard is None:
-            return contextlib.nullcontext(self._bytes[start:stop])
-        return self._guard.guarding(self._bytes[start:stop])
+        return self._scoped(self._bytes[start:stop])
 
     def values(self, start: int, stop: int
                ) -> contextlib.AbstractContextManager[torch.Tensor]:
-        if self._guard is None:
-            return contextlib.nullcontext(self._flat[start:stop])
-        return self._guard.guarding(self._flat[start:stop])
+        return self._scoped(self._flat[start:stop])
+
+    def _scoped(self, view: Any) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext(view) if self._guard is None else \
+            self._guard.guarding(view)
 
 
 class _File:
@@ -261,11 +261,7 @@ class _File:
         anything touches them. Without a lease (see the class) the view is read unguarded."""
         with self._lock:
             if self.leased:
-                if self._breaking or \
-                        fcntl.fcntl(self._fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK:
-                    self._breaking = True
-                    if self._users == 0:
-                        self._unmap()
+                if not self._lease_holds():
                     raise self._changed("another process opened it for writing")
                 self._users += 1
         try:
@@ -280,12 +276,7 @@ class _File:
         and the file is read with pread from then on. With ``hold``, the caller may read
         the bytes until it calls :meth:`let_go`; without, it must not read them at all."""
         with self._lock:
-            if self._map is None:
-                return False
-            if self._breaking or fcntl.fcntl(self._fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK:
-                self._breaking = True
-                if self._users == 0:
-                    self._unmap()
+            if self._map is None or not self._lease_holds():
                 return False
             if stop > self._size:
                 raise self._changed(f"its header needs {stop:,} bytes, but it has "
@@ -293,8 +284,18 @@ class _File:
             self._users += hold
             return True
 
+    def _lease_holds(self) -> bool:
+        """Whether the lease still holds (the caller has ``_lock``). Once it is being broken
+        it never holds again, and it is let go as soon as no thread reads under it."""
+        if self._breaking or fcntl.fcntl(self._fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK:
+            self._breaking = True
+            if self._users == 0:
+                self._unmap()
+            return False
+        return True
+
     def let_go(self) -> None:
-        """The end of a :meth:`mapped` ``hold``."""
+        """The end of a :meth:`mapped` ``hold`` or a :meth:`guarding` block."""
         with self._lock:
             self._users -= 1
             if self._breaking and self._users == 0:
