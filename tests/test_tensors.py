@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import pickle
 import struct
@@ -20,6 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from modeldiff._core.compare import ABSENT
+from modeldiff._walk import tensors as tensors_module
 from modeldiff._walk.tensors import (
     CHUNK_BYTES,
     CheckpointDiff,
@@ -37,6 +39,15 @@ def tiny_distilbert_config(**kw):
     return DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, vocab_size=1000, **kw)
 
 
+@pytest.fixture(params=["C module", "torch"])
+def one_pass(request, monkeypatch):
+    """Run the test through the optional C module, then again without it (the torch path a
+    machine without a C compiler takes): both must give the same answers."""
+    if request.param == "torch":
+        monkeypatch.setattr(tensors_module, "_one_pass", None)
+    return request.param
+
+
 # -- tensor_stats ----------------------------------------------------------------------------
 def test_identical_tensors_are_equal_with_exact_stats():
     a = torch.randn(5, 7)
@@ -45,6 +56,7 @@ def test_identical_tensors_are_equal_with_exact_stats():
     assert str(s) == "w: identical"
 
 
+@pytest.mark.usefixtures("one_pass")
 def test_nan_with_same_bits_is_equal_but_signed_zero_is_not():
     a = torch.tensor([float("nan"), 1.0, 0.0])
     assert tensor_stats("w", a, a.clone()).equal
@@ -55,6 +67,7 @@ def test_nan_with_same_bits_is_equal_but_signed_zero_is_not():
     assert "same values, different bytes" in str(s)
 
 
+@pytest.mark.usefixtures("one_pass")
 def test_stats_match_a_direct_computation():
     torch.manual_seed(0)
     a = torch.randn(64, 32)
@@ -70,6 +83,7 @@ def test_stats_match_a_direct_computation():
     assert s.numel == 64 * 32
 
 
+@pytest.mark.usefixtures("one_pass")
 def test_chunked_statistics_over_tensors_larger_than_one_chunk():
     n = CHUNK_BYTES // 8 * 2 + 123  # three float64 chunks
     torch.manual_seed(1)
@@ -84,6 +98,7 @@ def test_chunked_statistics_over_tensors_larger_than_one_chunk():
     assert s.rel_change == pytest.approx(float((b64 - a64).norm() / a64.norm()))
 
 
+@pytest.mark.usefixtures("one_pass")
 def test_zero_vectors_rel_change_and_cosine_are_defined():
     z = torch.zeros(4)
     s = tensor_stats("w", z, torch.tensor([0.0, 3.0, 0.0, 4.0]))
@@ -155,8 +170,9 @@ def test_stats_agree_with_numpy(xs, ys):
         assert s.cosine == pytest.approx(float(a @ b / (na * nb)), abs=1e-9)
 
 
+@pytest.mark.usefixtures("one_pass")
 @pytest.mark.parametrize("case", ["tiny change", "rescaled to 1e-4", "sign flipped",
-                                  "orthogonal", "values 1e-20", "values 1e25", "bf16"])
+                                  "orthogonal", "values 1e-20", "values 1e25", "bf16", "fp16"])
 def test_statistics_of_large_tensors_hold_where_float32_sums_would_not(case):
     # Tensors of 300K values take the chunked fast path; each case is a regime where a
     # shortcut fails (1 - cos lost in rounding, |b| derived by cancellation, float32 sums,
@@ -166,13 +182,16 @@ def test_statistics_of_large_tensors_hold_where_float32_sums_would_not(case):
     noise = torch.randn(300_000, generator=g)
     b = {"tiny change": a + noise * 1e-7, "rescaled to 1e-4": a * 1e-4, "sign flipped": -a,
          "orthogonal": noise - (noise @ a) / (a @ a) * a, "values 1e-20": a * 1e-20,
-         "values 1e25": a * 1e25, "bf16": (a + noise * 1e-3).bfloat16().float()}[case]
+         "values 1e25": a * 1e25, "bf16": (a + noise * 1e-3).bfloat16().float(),
+         "fp16": (a + noise * 1e-3).half().float()}[case]
     if case == "values 1e-20":
         a = a * 1e-20 + noise * 1e-24
     if case == "values 1e25":
         a = a * 1e25 * (1 + noise * 1e-3)
     if case == "bf16":
         a, b = a.bfloat16(), b.bfloat16()
+    if case == "fp16":
+        a, b = a.half(), b.half()
     s = tensor_stats("w", a, b)
     x, y = a.double(), b.double()
     d = y - x
@@ -184,6 +203,102 @@ def test_statistics_of_large_tensors_hold_where_float32_sums_would_not(case):
     assert 1 - s.cosine == pytest.approx(1 - cos, rel=1e-6, abs=1e-12)
     if case == "tiny change":
         assert 0 < 1 - s.cosine < 1e-8
+
+
+# -- the C module -----------------------------------------------------------------------------
+_KINDS = {torch.float32: "f", torch.float16: "e", torch.bfloat16: "b"}
+
+
+def _raw(t: torch.Tensor) -> np.ndarray:
+    return t.view(torch.int32 if t.dtype == torch.float32 else torch.int16).numpy()
+
+
+def test_the_c_module_is_built_here():
+    # `make` installs modeldiff with MODELDIFF_REQUIRE_SUMS=1, so a failed build stops the
+    # set-up; this checks the module also loads. docs/performance.md's weight_diff numbers
+    # are with it; without it weight_diff is about three times slower, same answers.
+    assert tensors_module._one_pass is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_every_half_precision_value_is_read_exactly(dtype):
+    # All 65,536 bit patterns, through the vector loop (8 values: two groups of four) and
+    # the scalar tail (3 values): a = v, b = 0 gives |v| and sums of v^2 that are exact.
+    sums = tensors_module._one_pass
+    patterns = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    values = patterns.view(dtype).double().tolist()
+    for n in (8, 3):
+        zeros = np.zeros(n, np.int16)
+        for p, v in zip(patterns.tolist(), values, strict=True):
+            got = sums(np.full(n, p, np.int16), zeros, _KINDS[dtype])
+            if not math.isfinite(v):
+                assert got is None, (hex(p & 0xFFFF), v)
+            else:
+                assert got == (n * (v != 0), abs(v), n * v * v, n * v * v, -n * v * v), \
+                    (hex(p & 0xFFFF), v)
+
+
+_EDGES = st.sampled_from([0.0, -0.0, 1e-45, -1e-45, 1.1754944e-38, 6e-8, 65504.0, 65520.0,
+                          3.4e38, -3.4e38, 1.0, -1.0, 0.1, float("inf"), float("nan")])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.sampled_from(sorted(_KINDS, key=str)), st.integers(0, 40))
+def test_c_module_agrees_with_float64(data, dtype, n):
+    values = st.lists(st.floats(width=32) | _EDGES, min_size=n, max_size=n)
+    a = torch.tensor(data.draw(values), dtype=torch.float32).to(dtype)
+    b = torch.tensor(data.draw(values), dtype=torch.float32).to(dtype)
+    got = tensors_module._one_pass(_raw(a), _raw(b), _KINDS[dtype])
+    x, y = a.double(), b.double()
+    if not (x.isfinite().all() and y.isfinite().all()):
+        assert got is None  # the general path redoes such a tensor
+        return
+    d = y - x
+    aa, dd, ad = float(x @ x), float(d @ d), float(x @ d)
+    assert got[:2] == (int((d != 0).sum()), float(d.abs().max()) if n else 0.0)
+    # the same terms, added in another order: within n roundings of the largest sum
+    for g, want, scale in zip(got[2:], (aa, dd, ad), (aa, dd, math.sqrt(aa * dd)),
+                              strict=True):
+        assert abs(g - want) <= 1e-13 * scale
+
+
+def test_c_module_refuses_buffers_it_cannot_read_whole():
+    sums = tensors_module._one_pass
+    with pytest.raises(ValueError, match="not two runs"):
+        sums(bytes(8), bytes(12), "f")
+    with pytest.raises(ValueError, match="not two runs"):
+        sums(bytes(6), bytes(6), "f")
+    with pytest.raises(ValueError, match="kind"):
+        sums(bytes(8), bytes(8), "d")
+
+
+def test_weight_diff_is_the_same_with_and_without_the_c_module(tmp_path, monkeypatch):
+    """A few optimizer steps on a small model, saved in float32, bfloat16 and float16: every
+    tensor's statistics agree to float64 rounding whichever path computes them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 64))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(8, 64)).pow(2).mean().backward()
+        opt.step()
+    after = model.state_dict()
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        save_file({k: v.to(dtype) for k, v in before.items()}, tmp_path / f"a-{dtype}.safetensors")
+        save_file({k: v.to(dtype) for k, v in after.items()}, tmp_path / f"b-{dtype}.safetensors")
+        fa, fb = tmp_path / f"a-{dtype}.safetensors", tmp_path / f"b-{dtype}.safetensors"
+        names = [(k, k) for k in before]
+        with_c = compare_weights(fa, fb, names, svd=False).tensors
+        with monkeypatch.context() as m:
+            m.setattr(tensors_module, "_one_pass", None)
+            without = compare_weights(fa, fb, names, svd=False).tensors
+        assert [s.name for s in with_c] == [s.name for s in without]
+        assert any(s.moved for s in with_c)
+        for s, t in zip(with_c, without, strict=True):
+            assert (s.equal, s.n_changed, s.max_abs) == (t.equal, t.n_changed, t.max_abs)
+            for f in ("rel_change", "cosine", "norm_a", "norm_b", "norm_diff"):
+                assert getattr(s, f) == pytest.approx(getattr(t, f), rel=1e-12), (s.name, f)
 
 
 # -- compare_checkpoints ---------------------------------------------------------------------
