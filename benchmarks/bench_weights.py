@@ -12,6 +12,8 @@ its statistics); C is A saved again (identical). Competitors, interleaved, media
 - ``modeldiff.weight_diff(folder_a, folder_b, svd=False)``: bit-identity, ||dW||, relative
   change, cosine, max abs change and the per-module, folded, per-block rows and verdict;
   and the same on A and C (identical: bytes only);
+- the same without modeldiff's optional C module (``modeldiff/_walk/_sums.c``), as where
+  setup.py found no C compiler: the statistics in torch;
 - a hand-written torch loop computing the same numbers (load_file both, float64 per
   tensor): what a user would write instead;
 - both again with the rank / top-8 energy of every changed 2-D weight (randomized SVD:
@@ -67,6 +69,19 @@ def _torch_loop(fa: Path, fb: Path, *, svd: bool) -> dict[str, tuple[float, ...]
     return out
 
 
+def _without_c_module(a: Path, b: Path) -> Any:
+    """weight_diff as it runs where setup.py found no C compiler: the torch path."""
+    import modeldiff
+    from modeldiff._walk import tensors
+
+    kept = tensors._one_pass
+    tensors._one_pass = None
+    try:
+        return modeldiff.weight_diff(a, b, svd=False)
+    finally:
+        tensors._one_pass = kept
+
+
 def main(quick: bool = False) -> str:
     import torch
     from safetensors.torch import load_file
@@ -106,6 +121,8 @@ def main(quick: bool = False) -> str:
                 lambda: modeldiff.weight_diff(tmp / "a", tmp / "b", svd=False),
             "modeldiff.weight_diff(svd=False), A vs C (identical)":
                 lambda: modeldiff.weight_diff(tmp / "a", tmp / "c", svd=False),
+            "modeldiff.weight_diff(svd=False), A vs B, without the C module":
+                lambda: _without_c_module(tmp / "a", tmp / "b"),
             "torch loop, same numbers, A vs B": lambda: _torch_loop(fa, fb, svd=False),
         }
         with_svd: dict[str, Any] = {

@@ -213,6 +213,19 @@ def _raw(t: torch.Tensor) -> np.ndarray:
     return t.view(torch.int32 if t.dtype == torch.float32 else torch.int16).numpy()
 
 
+@pytest.fixture(params=["AVX2", "portable"])
+def kernel(request):
+    """The C module's two kernels: AVX2 intrinsics (x86-64 CPUs since about 2013; this
+    machine's) and the portable vector loop every other CPU gets."""
+    from modeldiff._walk import _sums
+
+    before = _sums.avx2(request.param == "AVX2")
+    if request.param == "AVX2" and not _sums.avx2():
+        pytest.fail("this CPU has no AVX2, FMA or F16C: the AVX2 kernel cannot be tested here")
+    yield request.param
+    _sums.avx2(before)
+
+
 def test_the_c_module_is_built_here():
     # `make` installs modeldiff with MODELDIFF_REQUIRE_SUMS=1, so a failed build stops the
     # set-up; this checks the module also loads. docs/performance.md's weight_diff numbers
@@ -221,6 +234,7 @@ def test_the_c_module_is_built_here():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.usefixtures("kernel")
 def test_every_half_precision_value_is_read_exactly(dtype):
     # All 65,536 bit patterns, through the vector loop (8 values: two groups of four) and
     # the scalar tail (3 values): a = v, b = 0 gives |v| and sums of v^2 that are exact.
@@ -244,6 +258,7 @@ _EDGES = st.sampled_from([0.0, -0.0, 1e-45, -1e-45, 1.1754944e-38, 6e-8, 65504.0
 
 @settings(max_examples=300, deadline=None)
 @given(st.data(), st.sampled_from(sorted(_KINDS, key=str)), st.integers(0, 40))
+@pytest.mark.usefixtures("kernel")
 def test_c_module_agrees_with_float64(data, dtype, n):
     values = st.lists(st.floats(width=32) | _EDGES, min_size=n, max_size=n)
     a = torch.tensor(data.draw(values), dtype=torch.float32).to(dtype)
@@ -272,6 +287,7 @@ def test_c_module_refuses_buffers_it_cannot_read_whole():
         sums(bytes(8), bytes(8), "d")
 
 
+@pytest.mark.usefixtures("kernel")
 def test_weight_diff_is_the_same_with_and_without_the_c_module(tmp_path, monkeypatch):
     """A few optimizer steps on a small model, saved in float32, bfloat16 and float16: every
     tensor's statistics agree to float64 rounding whichever path computes them."""

@@ -6,3 +6,6 @@ def sums(a: Any, b: Any, kind: str, /) -> tuple[int, float, float, float, float]
     """(changed, max |b - a|, sum a*a, sum d*d, sum a*d) in float64, d = b - a, for two
     buffers of float32 ('f'), float16 ('e') or bfloat16 ('b') values; None when a value is
     not finite."""
+
+def avx2(on: bool | None = None, /) -> bool:
+    """Whether sums uses its AVX2 kernels; with an argument, switch (tests only)."""
