@@ -168,7 +168,7 @@ static inline float md_f16(const unsigned char *p) {
 /* IEEE half to float on two lanes, without branches (the scalar md_f16, lane by lane):
  * exponent and mantissa moved into place and the exponent rebased; infinities and NaN get
  * the float's top exponent; subnormals are renormalised by subtracting 2^-14 in float. */
-#define MD_HALF4(H, F)                                                          \
+#define MD_HALF2(H, F)                                                          \
     do {                                                                        \
         const v2u top_ = {0x7c00u << 13, 0x7c00u << 13};                       \
         const v2f magic_ = {6.103515625e-05f, 6.103515625e-05f}; /* 2^-14 */    \
@@ -194,57 +194,35 @@ static inline float md_f16(const unsigned char *p) {
         memcpy(&hy_, pb + 2 * (I), 4);                                          \
         ux_ = __builtin_convertvector(hx_, v2u);                                \
         uy_ = __builtin_convertvector(hy_, v2u);                                \
-        MD_HALF4(ux_, fx_);                                                     \
-        MD_HALF4(uy_, fy_);                                                     \
+        MD_HALF2(ux_, fx_);                                                     \
+        MD_HALF2(uy_, fy_);                                                     \
         X = __builtin_convertvector(fx_, v2d);                                  \
         Y = __builtin_convertvector(fy_, v2d);                                  \
     } while (0)
 #endif
 
-static md_sums md_sums_f32(const unsigned char *pa, const unsigned char *pb,
-                                     Py_ssize_t n) {
-    md_sums s = {0, 0.0, 0.0, 0.0, 0.0};
+/* The portable kernels: whole groups through the vector loop where the compiler has vector
+ * extensions, the rest (or everything) one value at a time. */
 #ifdef MD_VECTOR
-    MD_VECTOR_LOOP(MD_LOAD_F32)
+#define MD_PORTABLE_LOOP(LOAD) MD_VECTOR_LOOP(LOAD)
 #else
-    Py_ssize_t i = 0;
+#define MD_PORTABLE_LOOP(LOAD) Py_ssize_t i = 0;
 #endif
-    for (; i < n; i++) {
-        double x = md_f32(pa + 4 * i), y = md_f32(pb + 4 * i);
-        MD_STEP(x, y);
+#define MD_PORTABLE_KERNEL(NAME, SIZE, LOAD, SCALAR)                             \
+    static md_sums NAME(const unsigned char *pa, const unsigned char *pb,       \
+                        Py_ssize_t n) {                                         \
+        md_sums s = {0, 0.0, 0.0, 0.0, 0.0};                                    \
+        MD_PORTABLE_LOOP(LOAD)                                                  \
+        for (; i < n; i++) {                                                    \
+            double x = SCALAR(pa + SIZE * i), y = SCALAR(pb + SIZE * i);        \
+            MD_STEP(x, y);                                                      \
+        }                                                                       \
+        return s;                                                               \
     }
-    return s;
-}
 
-static md_sums md_sums_bf16(const unsigned char *pa, const unsigned char *pb,
-                                      Py_ssize_t n) {
-    md_sums s = {0, 0.0, 0.0, 0.0, 0.0};
-#ifdef MD_VECTOR
-    MD_VECTOR_LOOP(MD_LOAD_BF16)
-#else
-    Py_ssize_t i = 0;
-#endif
-    for (; i < n; i++) {
-        double x = md_bf16(pa + 2 * i), y = md_bf16(pb + 2 * i);
-        MD_STEP(x, y);
-    }
-    return s;
-}
-
-static md_sums md_sums_f16(const unsigned char *pa, const unsigned char *pb,
-                                     Py_ssize_t n) {
-    md_sums s = {0, 0.0, 0.0, 0.0, 0.0};
-#ifdef MD_VECTOR
-    MD_VECTOR_LOOP(MD_LOAD_F16)
-#else
-    Py_ssize_t i = 0;
-#endif
-    for (; i < n; i++) {
-        double x = md_f16(pa + 2 * i), y = md_f16(pb + 2 * i);
-        MD_STEP(x, y);
-    }
-    return s;
-}
+MD_PORTABLE_KERNEL(md_sums_f32, 4, MD_LOAD_F32, md_f32)
+MD_PORTABLE_KERNEL(md_sums_bf16, 2, MD_LOAD_BF16, md_bf16)
+MD_PORTABLE_KERNEL(md_sums_f16, 2, MD_LOAD_F16, md_f16)
 
 #ifdef MD_AVX2
 static int md_avx2 = 0;
