@@ -88,24 +88,24 @@ static inline float md_f16(const unsigned char *p) {
 }
 
 /* One element, on the scalar tail (and everywhere without vector extensions). */
-#define MD_STEP(x, y)                                  \
-    do {                                               \
-        double d_ = (y) - (x), ad_ = fabs(d_);         \
-        s.changed += (d_ != 0.0);                      \
-        if (ad_ > s.max_abs) s.max_abs = ad_;          \
-        s.aa += (x) * (x);                             \
-        s.dd += d_ * d_;                               \
-        s.ad += (x) * d_;                              \
+#define MD_STEP(x, y)                                                           \
+    do {                                                                        \
+        double d_ = (y) - (x), ad_ = fabs(d_);                                  \
+        s.changed += (d_ != 0.0);                                               \
+        if (ad_ > s.max_abs) s.max_abs = ad_;                                   \
+        s.aa += (x) * (x);                                                      \
+        s.dd += d_ * d_;                                                        \
+        s.ad += (x) * d_;                                                       \
     } while (0)
 
 #ifdef MD_VECTOR
 /* The loop over whole groups of two, for a loader that fills v2d x and y at element i. The
  * max of |d| keeps NaN out of the way: the caller discards everything when a sum is NaN. */
 #define MD_VECTOR_LOOP(LOAD)                                                    \
-    v2d aa = {0, 0}, dd = aa, ad = aa, mx = aa;                           \
+    v2d aa = {0, 0}, dd = aa, ad = aa, mx = aa;                                 \
     v2d aa2 = aa, dd2 = aa, ad2 = aa, mx2 = aa;                                 \
-    v2i cnt = {0, 0}, cnt2 = cnt;                                         \
-    const v2i sign = {INT64_MAX, INT64_MAX};              \
+    v2i cnt = {0, 0}, cnt2 = cnt;                                               \
+    const v2i sign = {INT64_MAX, INT64_MAX};                                    \
     v2i gt;                                                                     \
     Py_ssize_t i = 0;                                                           \
     for (; i + 4 <= n; i += 4) {                                                \
@@ -147,8 +147,8 @@ static inline float md_f16(const unsigned char *p) {
 #define MD_LOAD_F32(X, Y, I)                                                    \
     do {                                                                        \
         v2f fx_, fy_;                                                           \
-        memcpy(&fx_, pa + 4 * (I), 8);                                         \
-        memcpy(&fy_, pb + 4 * (I), 8);                                         \
+        memcpy(&fx_, pa + 4 * (I), 8);                                          \
+        memcpy(&fy_, pb + 4 * (I), 8);                                          \
         X = __builtin_convertvector(fx_, v2d);                                  \
         Y = __builtin_convertvector(fy_, v2d);                                  \
     } while (0)
@@ -170,7 +170,7 @@ static inline float md_f16(const unsigned char *p) {
  * the float's top exponent; subnormals are renormalised by subtracting 2^-14 in float. */
 #define MD_HALF2(H, F)                                                          \
     do {                                                                        \
-        const v2u top_ = {0x7c00u << 13, 0x7c00u << 13};                       \
+        const v2u top_ = {0x7c00u << 13, 0x7c00u << 13};                        \
         const v2f magic_ = {6.103515625e-05f, 6.103515625e-05f}; /* 2^-14 */    \
         v2u o_ = (H & 0x7fffu) << 13, e_ = o_ & top_, inf_, den_, sub_;         \
         v2f f_;                                                                 \
@@ -208,7 +208,7 @@ static inline float md_f16(const unsigned char *p) {
 #else
 #define MD_PORTABLE_LOOP(LOAD) Py_ssize_t i = 0;
 #endif
-#define MD_PORTABLE_KERNEL(NAME, SIZE, LOAD, SCALAR)                             \
+#define MD_PORTABLE_KERNEL(NAME, SIZE, LOAD, SCALAR)                            \
     static md_sums NAME(const unsigned char *pa, const unsigned char *pb,       \
                         Py_ssize_t n) {                                         \
         md_sums s = {0, 0.0, 0.0, 0.0, 0.0};                                    \
@@ -229,7 +229,7 @@ static int md_avx2 = 0;
 
 /* Eight values a step, in two independent groups of four (so no sum waits on the one
  * before it); LOAD fills __m256d X with the four values at element I of p. */
-#define MD_AVX2_KERNEL(NAME, SIZE, LOAD, SCALAR)                                 \
+#define MD_AVX2_KERNEL(NAME, SIZE, LOAD, SCALAR)                                \
     __attribute__((target("avx2,fma,f16c"))) static md_sums NAME(               \
         const unsigned char *pa, const unsigned char *pb, Py_ssize_t n) {       \
         md_sums s = {0, 0.0, 0.0, 0.0, 0.0};                                    \
@@ -249,9 +249,9 @@ static int md_avx2 = 0;
             LOAD(y1, pb, i + 4);                                                \
             d0 = _mm256_sub_pd(y0, x0);                                         \
             d1 = _mm256_sub_pd(y1, x1);                                         \
-            c0 = _mm256_sub_epi64(c0, _mm256_castpd_si256(                     \
+            c0 = _mm256_sub_epi64(c0, _mm256_castpd_si256(                      \
                      _mm256_cmp_pd(d0, zero, _CMP_NEQ_UQ)));                    \
-            c1 = _mm256_sub_epi64(c1, _mm256_castpd_si256(                     \
+            c1 = _mm256_sub_epi64(c1, _mm256_castpd_si256(                      \
                      _mm256_cmp_pd(d1, zero, _CMP_NEQ_UQ)));                    \
             mx0 = _mm256_max_pd(mx0, _mm256_and_pd(d0, abs_mask));              \
             mx1 = _mm256_max_pd(mx1, _mm256_and_pd(d1, abs_mask));              \
@@ -262,7 +262,7 @@ static int md_avx2 = 0;
             ad0 = _mm256_fmadd_pd(x0, d0, ad0);                                 \
             ad1 = _mm256_fmadd_pd(x1, d1, ad1);                                 \
         }                                                                       \
-        _mm256_storeu_si256((__m256i *)counts, _mm256_add_epi64(c0, c1));      \
+        _mm256_storeu_si256((__m256i *)counts, _mm256_add_epi64(c0, c1));       \
         for (int k = 0; k < 4; k++) s.changed += counts[k];                     \
         _mm256_storeu_pd(lanes, _mm256_max_pd(mx0, mx1));                       \
         for (int k = 0; k < 4; k++)                                             \
