@@ -21,12 +21,13 @@ This module imports torch only inside the helpers that compare tensors.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +249,8 @@ def assert_weights_equal(a: Any, b: Any, *, rtol: float = 0.0, atol: float = 0.0
     stats = _weight_stats(a, b, common)
     bad = [s for s in stats if not s.equal]
     if bad and (rtol or atol):
-        bad = [s for s in bad if not _within(a, b, s, rtol=rtol, atol=atol)]
+        with _reading(a) as ga, _reading(b) as gb:
+            bad = [s for s in bad if not _within(ga, gb, s, rtol=rtol, atol=atol)]
     if bad:
         within = f" (rtol={rtol:g}, atol={atol:g})" if rtol or atol else ""
         lines.insert(0, f"weights differ{within}: {len(bad)} of {len(stats)} tensors compared")
@@ -388,30 +390,33 @@ def _weight_stats(a: Any, b: Any, names: Sequence[str]) -> tuple[Any, ...]:
         return compare_weights(a, b, [(n, n) for n in names]).tensors
     from modeldiff._walk.tensors import tensor_stats
 
-    ga, gb = _getter(a), _getter(b)
-    return tuple(tensor_stats(n, ga(n), gb(n)) for n in names)
+    with _reading(a) as ga, _reading(b) as gb:
+        return tuple(tensor_stats(n, ga(n), gb(n)) for n in names)
 
 
-def _getter(obj: Any) -> Callable[[str], Any]:
-    if isinstance(obj, Mapping):
-        return obj.__getitem__
+@contextlib.contextmanager
+def _reading(obj: Any) -> Iterator[Callable[[str], Any]]:
+    """A tensor getter for one side, valid in the ``with`` block: a checkpoint is opened
+    once for all the names read from it."""
     if _is_path(obj):
-        from modeldiff._walk.tensors import read_tensor
+        from modeldiff._walk.tensors import tensor_reader
 
-        path = Path(obj).expanduser()
-        return lambda name: read_tensor(path, name)
-    sd = obj.state_dict()
-    return sd.__getitem__
+        with tensor_reader(Path(obj).expanduser()) as read:
+            yield read
+    else:
+        yield (obj if isinstance(obj, Mapping) else obj.state_dict()).__getitem__
 
 
-def _within(a: Any, b: Any, s: Any, *, rtol: float, atol: float) -> bool:
-    """``|b - a| <= atol + rtol * |b|`` for every value of one differing tensor."""
+def _within(ga: Callable[[str], Any], gb: Callable[[str], Any], s: Any, *, rtol: float,
+            atol: float) -> bool:
+    """``|b - a| <= atol + rtol * |b|`` for every value of one differing tensor (``ga`` and
+    ``gb`` read it from each side, see :func:`_reading`)."""
     if not s.comparable:
         return False
     import torch
 
-    x = _getter(a)(s.name).detach().cpu().to(torch.float64)
-    y = _getter(b)(s.name).detach().cpu().to(torch.float64)
+    x = ga(s.name).detach().cpu().to(torch.float64)
+    y = gb(s.name).detach().cpu().to(torch.float64)
     same = (x == y) | (x.isnan() & y.isnan())
     return bool((same | ((y - x).abs() <= atol + rtol * y.abs())).all())
 

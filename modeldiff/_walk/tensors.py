@@ -35,7 +35,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict
@@ -1106,14 +1106,36 @@ def read_tensor(path: str | os.PathLike[str], name: str) -> torch.Tensor:
     tensor([[0., 1., 2.],
             [3., 4., 5.]])
     """
+    with tensor_reader(path) as read:
+        return read(name)
+
+
+@contextlib.contextmanager
+def tensor_reader(path: str | os.PathLike[str]) -> Iterator[Callable[[str], torch.Tensor]]:
+    """:func:`read_tensor` for many names: the checkpoint's index and headers are read and
+    its files opened once, for the ``with`` block.
+
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> from safetensors.torch import save_file
+    >>> f = Path(tempfile.mkdtemp()) / "w.safetensors"
+    >>> save_file({"w": torch.zeros(2), "b": torch.ones(1)}, f)
+    >>> with tensor_reader(f) as read:
+    ...     read("w"), read("b")
+    (tensor([0., 0.]), tensor([1.]))
+    """
     with _open_path(path, "read_tensor(path)") as src:
-        ref = src.refs.get(name)
-        if ref is None:
-            raise CheckpointError(f"{src.label} holds no tensor {name!r}", path=Path(path))
-        with ref.values(0, ref.numel) as v:
-            out = v.clone()
-        src.check()
-    return out.reshape(ref.shape)
+
+        def read(name: str) -> torch.Tensor:
+            ref = src.refs.get(name)
+            if ref is None:
+                raise CheckpointError(f"{src.label} holds no tensor {name!r}", path=Path(path))
+            with ref.values(0, ref.numel) as v:
+                out = v.clone()
+            src.check()
+            return out.reshape(ref.shape)
+
+        yield read
 
 
 def _compare_config(fa: Path, fb: Path) -> tuple[tuple[ValueChange, ...], tuple[str, ...]]:
