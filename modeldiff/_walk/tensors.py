@@ -554,17 +554,19 @@ def _one_thread() -> Iterator[None]:
 
 def _accumulate(a: _Ref, b: _Ref, *, rtol: float, atol: float
                 ) -> _Sums:
+    fast = None
     if not (rtol or atol) and a.dtype == b.dtype:
+        # One fast path at most: where the C module returns None (a value not finite, or b
+        # much smaller than a), the torch fast path would only find the same.
         kind = _ONE_PASS_KINDS.get(a.dtype) if _one_pass is not None else None
         if kind is not None:
             fast = _accumulate_one_pass(a, b, kind)
-            if fast is not None:
-                return fast
+        elif a.dtype in _FAST_DTYPES:
+            with _one_thread():
+                fast = _accumulate_fast(a, b)
+    if fast is not None:
+        return fast
     with _one_thread():
-        if not (rtol or atol) and a.dtype == b.dtype and a.dtype in _FAST_DTYPES:
-            fast = _accumulate_fast(a, b)
-            if fast is not None:
-                return fast
         return _accumulate_chunks(a, b, rtol=rtol, atol=atol)
 
 
